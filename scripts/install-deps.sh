@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every Debian package SAGATOR needs to build, run and test. Idempotent:
+# packages already present are skipped, so a second run costs a few seconds.
+set -euo pipefail
+
+PKGS=(
+  build-essential pkg-config bazel-bootstrap bazel-rules-java
+  libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libgtest-dev libgmock-dev googletest grpc-proto
+  libyaml-cpp-dev libre2-dev libgoogle-glog-dev libgflags-dev libboost1.74-dev
+  libclamav-dev clamav clamav-daemon libsqlite3-dev sqlite3
+  python3-grpcio python3-grpc-tools procps
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The clamav-daemon package may start a system clamd and freshclam; the project runs
+# its own clamd with its own signature file, so stop the system ones where they run.
+if command -v service >/dev/null 2>&1; then
+  $SUDO service clamav-daemon stop >/dev/null 2>&1 || true
+  $SUDO service clamav-freshclam stop >/dev/null 2>&1 || true
+fi
