@@ -1,0 +1,52 @@
+#include "common/cli.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include <glog/logging.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+
+ABSL_FLAG(std::string, config, "",
+          "Configuration file (default: $SAGATOR_CONFIG, else /etc/sagator/sagator.yaml)");
+ABSL_FLAG(bool, check_config, false,
+          "Validate the configuration file, print the result and exit (0 valid, 2 not)");
+ABSL_FLAG(std::string, service, "",
+          "Name of this process's entry in the services list (default: the first "
+          "entry of this binary's kind)");
+
+namespace sagator {
+
+std::vector<char*> InitFlagsAndLogging(int argc, char** argv, absl::string_view usage) {
+  absl::SetProgramUsageMessage(usage);
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  FLAGS_logtostderr = true;
+  FLAGS_colorlogtostderr = false;
+  google::InitGoogleLogging(argv[0]);
+  return positional;
+}
+
+LoadedConfig InitBinary(int argc, char** argv, absl::string_view usage,
+                        std::vector<char*>* positional) {
+  std::vector<char*> args = InitFlagsAndLogging(argc, argv, usage);
+  if (positional != nullptr) *positional = args;
+  std::string path = absl::GetFlag(FLAGS_config);
+  if (path.empty()) {
+    const char* env = std::getenv("SAGATOR_CONFIG");
+    path = env != nullptr && *env ? env : "/etc/sagator/sagator.yaml";
+  }
+  absl::StatusOr<LoadedConfig> cfg = LoadConfigFile(path);
+  if (!cfg.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(cfg.status().message()).c_str());
+    std::exit(2);
+  }
+  if (absl::GetFlag(FLAGS_check_config)) {
+    std::printf("%s: configuration OK\n", path.c_str());
+    std::exit(0);
+  }
+  return *std::move(cfg);
+}
+
+}  // namespace sagator

@@ -1,0 +1,39 @@
+// The start of every SAGATOR binary: flags, logging, configuration.
+//
+//   int main(int argc, char** argv) {
+//     sagator::LoadedConfig cfg = sagator::InitBinary(argc, argv, "sgfilterd: ...");
+//     ...
+//   }
+//
+// Every binary takes --config FILE (default $SAGATOR_CONFIG, else
+// /etc/sagator/sagator.yaml) and --check-config, which validates the file, prints
+// "FILE: configuration OK" and exits 0, or prints the error and exits 2.
+#ifndef SAGATOR_COMMON_CLI_H_
+#define SAGATOR_COMMON_CLI_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/flags/declare.h"
+#include "absl/strings/string_view.h"
+#include "common/config.h"
+
+ABSL_DECLARE_FLAG(std::string, config);
+ABSL_DECLARE_FLAG(bool, check_config);
+ABSL_DECLARE_FLAG(std::string, service);
+
+namespace sagator {
+
+// Parses flags and sets up logging to stderr; returns the positional arguments
+// (argv[0] first). Does not load a configuration.
+std::vector<char*> InitFlagsAndLogging(int argc, char** argv, absl::string_view usage);
+
+// InitFlagsAndLogging, then loads --config. Exits 2 with the error when the file is
+// invalid, and exits 0 after --check-config. `positional` receives the positional
+// arguments when not null.
+LoadedConfig InitBinary(int argc, char** argv, absl::string_view usage,
+                        std::vector<char*>* positional = nullptr);
+
+}  // namespace sagator
+
+#endif  // SAGATOR_COMMON_CLI_H_

@@ -1,0 +1,83 @@
+#include "common/grpc_server.h"
+
+#include <csignal>
+#include <pthread.h>
+
+#include <glog/logging.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace sagator {
+
+void BlockShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+GrpcServerRunner::GrpcServerRunner(std::string host, int port)
+    : host_(std::move(host)), port_(port) {}
+
+GrpcServerRunner::~GrpcServerRunner() {
+  if (server_ != nullptr) Shutdown(absl::ZeroDuration());
+}
+
+void GrpcServerRunner::AddService(grpc::Service* service) { services_.push_back(service); }
+
+std::string GrpcServerRunner::address() const {
+  if (host_.find(':') != std::string::npos) return absl::StrCat("[", host_, "]:", bound_port_);
+  return absl::StrCat(host_, ":", bound_port_);
+}
+
+absl::Status GrpcServerRunner::Start() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  std::string addr = host_.find(':') != std::string::npos
+                         ? absl::StrCat("[", host_, "]:", port_)
+                         : absl::StrCat(host_, ":", port_);
+  builder.AddListeningPort(addr, grpc::InsecureServerCredentials(), &bound_port_);
+  builder.SetMaxReceiveMessageSize(max_message_size_);
+  builder.SetMaxSendMessageSize(max_message_size_);
+  if (max_threads_ > 0) {
+    grpc::ResourceQuota quota("sagator");
+    quota.SetMaxThreads(max_threads_);
+    builder.SetResourceQuota(quota);
+  }
+  for (grpc::Service* s : services_) builder.RegisterService(s);
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || bound_port_ == 0) {
+    server_.reset();
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", addr));
+  }
+  server_->GetHealthCheckService()->SetServingStatus(true);
+  return absl::OkStatus();
+}
+
+void GrpcServerRunner::WaitForShutdownSignal(absl::Duration grace) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+  LOG(INFO) << "signal " << sig << ": shutting down";
+  Shutdown(grace);
+}
+
+void GrpcServerRunner::Shutdown(absl::Duration grace) {
+  if (server_ == nullptr) return;
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    absl::ToChronoMilliseconds(grace));
+  server_->Wait();
+  server_.reset();
+}
+
+}  // namespace sagator
