@@ -1,0 +1,345 @@
+#include "scanner-svc/chain_set.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <set>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "re2/re2.h"
+#include "scanner-svc/engine/combinators.h"
+#include "scanner-svc/scanners/basic.h"
+#include "scanner-svc/scanners/clamd.h"
+#include "scanner-svc/scanners/libclam.h"
+
+namespace sagator {
+namespace {
+
+using config::v1::ScannerSpec;
+using engine::Scanner;
+using engine::ScannerPtr;
+
+// `chain: NAME` inside another chain: runs the named chain's scanners.
+class ChainRef final : public Scanner {
+ public:
+  ChainRef(std::string name, const Scanner* target) : name_(std::move(name)), target_(target) {}
+  absl::StatusOr<engine::ScanResult> Scan(engine::ScanContext& ctx) const override {
+    return target_->Scan(ctx);
+  }
+  std::string Describe() const override { return target_->Describe(); }
+
+ private:
+  std::string name_;
+  const Scanner* target_;
+};
+
+std::string LocalHostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
+
+// Builds scanner trees from the configuration; shares one ClamAV engine per
+// database setting.
+class TreeBuilder {
+ public:
+  TreeBuilder(const LoadedConfig& config,
+              std::map<std::string, std::unique_ptr<Scanner>>* chains)
+      : config_(config), chains_(chains) {}
+
+  absl::Status BuildChain(const std::string& name) {
+    if (chains_->count(name)) return absl::OkStatus();
+    if (!building_.insert(name).second) {
+      return absl::InvalidArgumentError(absl::StrCat("chain '", name, "' includes itself"));
+    }
+    const auto& spec = config_.proto.chains().at(name);
+    auto list = BuildList(spec.scanners(), absl::StrCat("chains.", name));
+    if (!list.ok()) return list.status();
+    (*chains_)[name] = std::make_unique<engine::Sequence>(*std::move(list));
+    building_.erase(name);
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::StatusOr<std::vector<ScannerPtr>> BuildList(
+      const google::protobuf::RepeatedPtrField<ScannerSpec>& specs, const std::string& path) {
+    std::vector<ScannerPtr> out;
+    for (int i = 0; i < specs.size(); ++i) {
+      auto s = Build(specs[i], absl::StrCat(path, "[", i, "]"));
+      if (!s.ok()) return s.status();
+      out.push_back(*std::move(s));
+    }
+    return out;
+  }
+
+  // Inner scanners of a wrapper: one scanner, or a Sequence of several.
+  absl::StatusOr<ScannerPtr> BuildInner(
+      const google::protobuf::RepeatedPtrField<ScannerSpec>& specs, const std::string& path) {
+    if (specs.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(config_.path, ": ", path, ".scanners: needs at least one scanner"));
+    }
+    auto list = BuildList(specs, absl::StrCat(path, ".scanners"));
+    if (!list.ok()) return list.status();
+    if (list->size() == 1) return std::move((*list)[0]);
+    return ScannerPtr(std::make_unique<engine::Sequence>(*std::move(list)));
+  }
+
+  absl::StatusOr<std::unique_ptr<RE2>> Regexp(const std::string& pattern,
+                                              const std::string& path) {
+    RE2::Options opts;
+    opts.set_log_errors(false);
+    auto re = std::make_unique<RE2>(pattern, opts);
+    if (!re->ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(config_.path, ": ", path, ": '", pattern,
+                                                     "' does not compile: ", re->error()));
+    }
+    return re;
+  }
+
+  absl::StatusOr<std::shared_ptr<const scanners::ClamEngine>> Engine(
+      const config::v1::LibclamSpec& spec) {
+    scanners::ClamEngine::Options o;
+    for (const std::string& db : spec.database()) o.databases.push_back(config_.ResolvePath(db));
+    if (o.databases.empty()) o.databases = {"/var/lib/clamav"};
+    o.disable_cache = spec.disable_cache();
+    o.max_scan_time = absl::Seconds(spec.max_scan_time().seconds()) +
+                      absl::Nanoseconds(spec.max_scan_time().nanos());
+    o.max_file_size = config_.proto.global().max_message_size() + 1;
+    std::string key = absl::StrCat(absl::StrJoin(o.databases, "\n"), "|", o.disable_cache, "|",
+                                   absl::FormatDuration(o.max_scan_time));
+    auto it = engines_.find(key);
+    if (it != engines_.end()) return it->second;
+    auto e = scanners::ClamEngine::Load(o);
+    if (!e.ok()) return e.status();
+    engines_[key] = *e;
+    return std::shared_ptr<const scanners::ClamEngine>(*e);
+  }
+
+  absl::StatusOr<ScannerPtr> Build(const ScannerSpec& spec, const std::string& path) {
+    auto with_path = [&](absl::Status s) {
+      return absl::Status(s.code(), absl::StrCat(config_.path, ": ", path, ": ", s.message()));
+    };
+    switch (spec.kind_case()) {
+      case ScannerSpec::kLibclam: {
+        auto e = Engine(spec.libclam());
+        if (!e.ok()) return with_path(e.status());
+        return ScannerPtr(
+            std::make_unique<scanners::LibclamScanner>(*e, spec.libclam().scan_mail()));
+      }
+      case ScannerSpec::kClamd: {
+        auto s = scanners::MakeClamdScanner(
+            spec.clamd(), [this](absl::string_view p) { return config_.ResolvePath(p); });
+        if (!s.ok()) return with_path(s.status());
+        return ScannerPtr(*std::move(s));
+      }
+      case ScannerSpec::kStringScan:
+      case ScannerSpec::kRegexpScan: {
+        bool re = spec.kind_case() == ScannerSpec::kRegexpScan;
+        auto s = scanners::PatternScanner::Create(re ? spec.regexp_scan() : spec.string_scan(),
+                                                  re);
+        if (!s.ok()) return with_path(s.status());
+        return ScannerPtr(*std::move(s));
+      }
+      case ScannerSpec::kMaxFileSize:
+        return ScannerPtr(std::make_unique<scanners::MaxFileSizeScanner>(
+            spec.max_file_size().bytes(), spec.max_file_size().name()));
+      case ScannerSpec::kConst:
+        return ScannerPtr(
+            std::make_unique<scanners::ConstScanner>(spec.const_().level(), spec.const_().name()));
+      case ScannerSpec::kNothing:
+        return ScannerPtr(std::make_unique<scanners::NothingScanner>());
+      case ScannerSpec::kAlternatives:
+      case ScannerSpec::kMatchAny:
+      case ScannerSpec::kMatchAll: {
+        const auto& list = spec.kind_case() == ScannerSpec::kAlternatives ? spec.alternatives()
+                           : spec.kind_case() == ScannerSpec::kMatchAny   ? spec.match_any()
+                                                                          : spec.match_all();
+        std::string kind = spec.kind_case() == ScannerSpec::kAlternatives ? "alternatives"
+                           : spec.kind_case() == ScannerSpec::kMatchAny   ? "match_any"
+                                                                          : "match_all";
+        if (list.scanners().empty()) {
+          return with_path(absl::InvalidArgumentError("needs at least one scanner"));
+        }
+        auto inner = BuildList(list.scanners(), absl::StrCat(path, ".", kind));
+        if (!inner.ok()) return inner.status();
+        if (spec.kind_case() == ScannerSpec::kAlternatives) {
+          return ScannerPtr(std::make_unique<engine::Alternatives>(*std::move(inner)));
+        }
+        if (spec.kind_case() == ScannerSpec::kMatchAny) {
+          return ScannerPtr(std::make_unique<engine::MatchAny>(*std::move(inner)));
+        }
+        return ScannerPtr(std::make_unique<engine::MatchAll>(*std::move(inner)));
+      }
+      case ScannerSpec::kDrop:
+      case ScannerSpec::kDeliver: {
+        bool drop = spec.kind_case() == ScannerSpec::kDrop;
+        const std::string& pattern = drop ? spec.drop().pattern() : spec.deliver().pattern();
+        std::string sub = absl::StrCat(path, drop ? ".drop" : ".deliver");
+        auto re = Regexp(pattern, absl::StrCat(sub, ".pattern"));
+        if (!re.ok()) return re.status();
+        auto inner = BuildInner(drop ? spec.drop().scanners() : spec.deliver().scanners(), sub);
+        if (!inner.ok()) return inner.status();
+        return ScannerPtr(std::make_unique<engine::FlagOnMatch>(
+            drop ? engine::FlagOnMatch::Flag::kDrop : engine::FlagOnMatch::Flag::kDeliver,
+            *std::move(re), *std::move(inner)));
+      }
+      case ScannerSpec::kRename: {
+        auto inner = BuildInner(spec.rename().scanners(), absl::StrCat(path, ".rename"));
+        if (!inner.ok()) return inner.status();
+        return ScannerPtr(std::make_unique<engine::Rename>(
+            spec.rename().name(), spec.rename().multiplier(), *std::move(inner)));
+      }
+      case ScannerSpec::kAddHeader: {
+        std::string sub = absl::StrCat(path, ".add_header");
+        auto re = Regexp(spec.add_header().onlyif(), absl::StrCat(sub, ".onlyif"));
+        if (!re.ok()) return re.status();
+        auto inner = BuildInner(spec.add_header().scanners(), sub);
+        if (!inner.ok()) return inner.status();
+        return ScannerPtr(std::make_unique<engine::AddHeader>(
+            spec.add_header().name(), spec.add_header().data(), *std::move(re),
+            *std::move(inner)));
+      }
+      case ScannerSpec::kChain: {
+        absl::Status s = BuildChain(spec.chain());
+        if (!s.ok()) return s;
+        return ScannerPtr(
+            std::make_unique<ChainRef>(spec.chain(), chains_->at(spec.chain()).get()));
+      }
+      case ScannerSpec::KIND_NOT_SET:
+        break;
+    }
+    return with_path(absl::InvalidArgumentError("names no scanner kind"));
+  }
+
+  const LoadedConfig& config_;
+  std::map<std::string, std::unique_ptr<Scanner>>* chains_;
+  std::set<std::string> building_;
+  std::map<std::string, std::shared_ptr<scanners::ClamEngine>> engines_;
+};
+
+std::string ReplyText(const ChainVerdict& v) {
+  switch (v.outcome) {
+    case common::v1::PASS:
+      return "2.0.0 Ok: clean";
+    case common::v1::FORCED_PASS:
+      return v.result.not_scanned ? absl::StrCat("2.0.0 Ok: ", v.result.name)
+                                  : absl::StrCat("2.0.0 Ok: delivered although detected: ",
+                                                 v.result.name);
+    case common::v1::REJECT:
+      return absl::StrCat("5.7.1 Rejected: ", v.result.name);
+    case common::v1::DROP:
+      return absl::StrCat("2.0.0 Ok: dropped: ", v.result.name);
+    default:
+      return "4.3.0 Temporary failure while scanning, try again later";
+  }
+}
+
+}  // namespace
+
+std::string NewSagatorId(absl::string_view hostname, absl::Time now) {
+  static std::atomic<unsigned> counter{0};
+  static const char kAlnum[] =
+      "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  thread_local absl::BitGen gen;
+  std::string rnd(6, ' ');
+  for (char& c : rnd) c = kAlnum[absl::Uniform<int>(gen, 0, sizeof kAlnum - 1)];
+  unsigned n = counter.fetch_add(1, std::memory_order_relaxed) % 10000;
+  return absl::StrCat(absl::FormatTime("%Y%m%d-%H%M%S", now, absl::LocalTimeZone()), "-",
+                      absl::StrFormat("%04u-%05d-", n, static_cast<int>(getpid()) % 100000),
+                      rnd, "@", hostname);
+}
+
+absl::StatusOr<std::unique_ptr<ChainSet>> ChainSet::Create(const LoadedConfig& config) {
+  std::unique_ptr<ChainSet> set(new ChainSet());
+  set->hostname_ = config.proto.global().hostname().empty() ? LocalHostname()
+                                                           : config.proto.global().hostname();
+  set->max_message_size_ = config.proto.global().max_message_size();
+  set->not_scanned_outcome_ = config.proto.global().not_scanned_outcome();
+  TreeBuilder builder(config, &set->chains_);
+  for (const auto& [name, _] : config.proto.chains()) {
+    absl::Status s = builder.BuildChain(name);
+    if (!s.ok()) return s;
+  }
+  return set;
+}
+
+std::vector<std::string> ChainSet::Names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, _] : chains_) out.push_back(name);
+  return out;
+}
+
+ChainVerdict ChainSet::Finish(const engine::Scanner& chain, ChainVerdict v) const {
+  if (!v.error.ok()) {
+    v.outcome = common::v1::TEMPFAIL;
+  } else if (v.outcome != common::v1::OUTCOME_UNSPECIFIED) {
+    // Decided already (detections, too-large messages).
+  } else if (v.result.not_scanned) {
+    v.outcome = not_scanned_outcome_;
+  } else {
+    v.outcome = common::v1::PASS;
+  }
+  v.sagator_id = NewSagatorId(hostname_, absl::Now());
+  std::vector<engine::HeaderEdit> edits = {
+      {engine::HeaderEdit::Kind::kAdd, "X-Sagator-ID", v.sagator_id},
+      {engine::HeaderEdit::Kind::kAdd, "X-Sagator-Scanner",
+       absl::StrCat(kSagatorVersion, " at ", hostname_, "; ", chain.Describe())}};
+  edits.insert(edits.end(), v.edits.begin(), v.edits.end());
+  v.edits = std::move(edits);
+  v.reply_text = ReplyText(v);
+  return v;
+}
+
+absl::StatusOr<ChainVerdict> ChainSet::Run(absl::string_view chain, absl::string_view message,
+                                           engine::MessageEnvelope envelope,
+                                           absl::Time deadline,
+                                           std::function<bool()> cancelled) const {
+  auto it = chains_.find(std::string(chain));
+  if (it == chains_.end()) {
+    return absl::NotFoundError(absl::StrCat("no chain named '", chain, "' is configured"));
+  }
+  if (static_cast<int64_t>(message.size()) > max_message_size_) {
+    return TooLarge(chain, message.size());
+  }
+  engine::ScanContext ctx(message, std::move(envelope), deadline, std::move(cancelled));
+  absl::StatusOr<engine::ScanResult> r = it->second->Scan(ctx);
+  // The caller is gone or out of time: there is nobody to give a verdict to.
+  if (absl::Status alive = ctx.CheckAlive(); !alive.ok()) return alive;
+  ChainVerdict v;
+  if (!r.ok()) {
+    v.error = r.status();
+    v.result.output = std::string(r.status().message());
+  } else {
+    v.result = *std::move(r);
+    if (v.result.detected()) {
+      v.outcome = ctx.drop()      ? common::v1::DROP
+                  : ctx.deliver() ? common::v1::FORCED_PASS
+                                  : common::v1::REJECT;
+    }
+  }
+  v.edits = ctx.header_edits();
+  v.rewritten = ctx.rewritten();
+  return Finish(*it->second, std::move(v));
+}
+
+absl::StatusOr<ChainVerdict> ChainSet::TooLarge(absl::string_view chain, int64_t size) const {
+  auto it = chains_.find(std::string(chain));
+  if (it == chains_.end()) {
+    return absl::NotFoundError(absl::StrCat("no chain named '", chain, "' is configured"));
+  }
+  ChainVerdict v;
+  v.result.not_scanned = true;
+  v.result.name = "not scanned: too large";
+  v.result.output = absl::StrCat("message of ", size, " bytes is over the limit of ",
+                                 max_message_size_, " bytes");
+  v.outcome = not_scanned_outcome_;
+  return Finish(*it->second, std::move(v));
+}
+
+}  // namespace sagator

@@ -1,0 +1,88 @@
+// The scanner-tree engine as scanner-svc runs it: every chain of the configuration
+// built once at start, and Run(), which scans a message through a named chain and
+// maps SAGATOR's result to an outcome with the headers to add.
+//
+//   auto chains = ChainSet::Create(config);          // loads ClamAV etc. once
+//   absl::StatusOr<ChainVerdict> v = (*chains)->Run("default", message, env, deadline);
+//
+// Outcome mapping (SAGATOR's status codes): a scanner error gives TEMPFAIL (451);
+// a result not scanned for its size gives global.not_scanned_outcome; a detection
+// (level >= 1.0) gives DROP (551) when drop() matched it, FORCED_PASS (251) when
+// deliver() matched it, else REJECT (550); anything else is PASS (250).
+//
+// Thread-safe: Run() may be called from many threads at once.
+#ifndef SAGATOR_SCANNER_SVC_CHAIN_SET_H_
+#define SAGATOR_SCANNER_SVC_CHAIN_SET_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/config.h"
+#include "sagator/common/v1/common.pb.h"
+#include "scanner-svc/engine/scanner.h"
+
+namespace sagator {
+
+// The version written into X-Sagator-Scanner.
+inline constexpr char kSagatorVersion[] = "2.0.0-cpp";
+
+// The decision about one message.
+struct ChainVerdict {
+  common::v1::Outcome outcome = common::v1::OUTCOME_UNSPECIFIED;
+  engine::ScanResult result;
+  // Why the outcome is TEMPFAIL, when a scanner failed.
+  absl::Status error;
+  // Header edits for the gateway: X-Sagator-ID and X-Sagator-Scanner first, then
+  // those of the scanners.
+  std::vector<engine::HeaderEdit> edits;
+  std::string sagator_id;
+  std::optional<std::string> rewritten;
+  // Text that follows the status code towards the MTA.
+  std::string reply_text;
+};
+
+// Makes X-Sagator-ID values: YYYYMMDD-HHMMSS-NNNN-PPPPP-RRRRRR@hostname, where
+// NNNN is a per-process counter, PPPPP the process id and RRRRRR random. Thread-safe.
+std::string NewSagatorId(absl::string_view hostname, absl::Time now);
+
+class ChainSet {
+ public:
+  // Builds every chain of `config`. Fails when a scanner cannot be built (a regexp
+  // that does not compile, no loadable ClamAV database, ...), naming the key.
+  static absl::StatusOr<std::unique_ptr<ChainSet>> Create(const LoadedConfig& config);
+
+  bool Has(absl::string_view chain) const { return chains_.count(std::string(chain)) > 0; }
+  std::vector<std::string> Names() const;
+
+  // Scans `message` with `chain`. NotFound for an unknown chain; DeadlineExceeded or
+  // Cancelled when the caller's time ran out (no verdict then). Scanner errors are
+  // not errors here: they give a TEMPFAIL verdict.
+  absl::StatusOr<ChainVerdict> Run(absl::string_view chain, absl::string_view message,
+                                   engine::MessageEnvelope envelope, absl::Time deadline,
+                                   std::function<bool()> cancelled = nullptr) const;
+
+  // The verdict for a message that is too large to scan (`size` bytes).
+  absl::StatusOr<ChainVerdict> TooLarge(absl::string_view chain, int64_t size) const;
+
+  int64_t max_message_size() const { return max_message_size_; }
+  const std::string& hostname() const { return hostname_; }
+
+ private:
+  ChainSet() = default;
+  ChainVerdict Finish(const engine::Scanner& chain, ChainVerdict v) const;
+
+  std::map<std::string, std::unique_ptr<engine::Scanner>> chains_;
+  std::string hostname_;
+  int64_t max_message_size_ = 0;
+  common::v1::Outcome not_scanned_outcome_ = common::v1::FORCED_PASS;
+};
+
+}  // namespace sagator
+
+#endif  // SAGATOR_SCANNER_SVC_CHAIN_SET_H_

@@ -1,0 +1,139 @@
+// The scanner-tree engine's core types: a Scanner looks at one message in a
+// ScanContext and returns SAGATOR's result triple (level, name, output) or an error.
+//
+// Realscanners (libclam, clamd, string_scan, ...) detect; interscanners (drop,
+// alternatives, rename, ...) wrap other scanners and add control flow or side effects
+// through the context (flags, header edits). An error is SAGATOR's ScannerError:
+// unless alternatives/recover handle it, the message gets TEMPFAIL (451).
+//
+// Scanners are built once from the configuration and then shared by every scan
+// thread: Scan() must be thread-safe and keep per-message state in the ScanContext.
+#ifndef SAGATOR_SCANNER_SVC_ENGINE_SCANNER_H_
+#define SAGATOR_SCANNER_SVC_ENGINE_SCANNER_H_
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace sagator::engine {
+
+// SAGATOR's result triple, plus where it came from.
+struct ScanResult {
+  // >= 1.0 means detected; spam scanners give fractions (score / required).
+  double level = 0.0;
+  // Detection name ("Eicar-Test-Signature", "SPAM", ...); empty when clean.
+  std::string name;
+  // Free text output of the scanner.
+  std::string output;
+  // Rendering of the scanner that produced the result, with the wrappers it passed
+  // through, e.g. "drop(libclam())".
+  std::string path;
+  // The scanner could not look at the message (size limits): never "clean".
+  bool not_scanned = false;
+
+  bool detected() const { return level >= 1.0; }
+
+  static ScanResult Clean(std::string path) {
+    ScanResult r;
+    r.path = std::move(path);
+    return r;
+  }
+  static ScanResult Detected(double level, std::string name, std::string path,
+                             std::string output = "") {
+    ScanResult r;
+    r.level = level;
+    r.name = std::move(name);
+    r.path = std::move(path);
+    r.output = std::move(output);
+    return r;
+  }
+};
+
+// The envelope as the engine sees it (no proto or gRPC types in the core).
+struct MessageEnvelope {
+  std::string sender;
+  std::vector<std::string> recipients;
+  std::string client_address;
+  std::string client_name;
+  std::string helo;
+};
+
+// A header edit requested by a scanner; applied by the gateway.
+struct HeaderEdit {
+  enum class Kind { kAdd, kReplace, kRemove };
+  Kind kind = Kind::kAdd;
+  std::string name;
+  std::string value;
+};
+
+// Per-message state of one scan. Not thread-safe: one scan, one thread.
+class ScanContext {
+ public:
+  ScanContext(absl::string_view message, MessageEnvelope envelope, absl::Time deadline,
+              std::function<bool()> cancelled = nullptr)
+      : message_(message),
+        envelope_(std::move(envelope)),
+        deadline_(deadline),
+        cancelled_(std::move(cancelled)) {}
+
+  // The raw message (or the rewritten one, once a scanner replaced it).
+  absl::string_view message() const {
+    return rewritten_ ? absl::string_view(*rewritten_) : message_;
+  }
+  const MessageEnvelope& envelope() const { return envelope_; }
+  absl::Time deadline() const { return deadline_; }
+
+  // OK while the scan may go on; DeadlineExceeded or Cancelled once the caller's
+  // deadline passed or the caller went away. Scanners check it between steps, and
+  // network scanners bound their waits by deadline().
+  absl::Status CheckAlive() const;
+
+  // Flags set by drop() and deliver() for the detection that decides.
+  void set_drop(bool v) { drop_ = v; }
+  bool drop() const { return drop_; }
+  void set_deliver(bool v) { deliver_ = v; }
+  bool deliver() const { return deliver_; }
+
+  void AddHeaderEdit(HeaderEdit edit) { edits_.push_back(std::move(edit)); }
+  const std::vector<HeaderEdit>& header_edits() const { return edits_; }
+
+  // Replaces the message for the scanners that follow and for delivery.
+  void RewriteMessage(std::string message) { rewritten_ = std::move(message); }
+  const std::optional<std::string>& rewritten() const { return rewritten_; }
+
+ private:
+  absl::string_view message_;
+  MessageEnvelope envelope_;
+  absl::Time deadline_;
+  std::function<bool()> cancelled_;
+  bool drop_ = false;
+  bool deliver_ = false;
+  std::vector<HeaderEdit> edits_;
+  std::optional<std::string> rewritten_;
+};
+
+// One node of a scanner tree.
+class Scanner {
+ public:
+  virtual ~Scanner() = default;
+
+  // Scans ctx.message(). Thread-safe.
+  virtual absl::StatusOr<ScanResult> Scan(ScanContext& ctx) const = 0;
+
+  // SAGATOR-style rendering of this node and its children, e.g. "drop(libclam())",
+  // used in X-Sagator-Scanner and in result paths.
+  virtual std::string Describe() const = 0;
+};
+
+using ScannerPtr = std::unique_ptr<Scanner>;
+
+}  // namespace sagator::engine
+
+#endif  // SAGATOR_SCANNER_SVC_ENGINE_SCANNER_H_

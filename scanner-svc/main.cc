@@ -1,0 +1,57 @@
+// scanner-svc: runs SAGATOR's scanner chains for every gateway over gRPC.
+#include <fstream>
+#include <thread>
+
+#include <glog/logging.h>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/cli.h"
+#include "common/grpc_server.h"
+#include "scanner-svc/chain_set.h"
+#include "scanner-svc/scanner_service.h"
+
+ABSL_FLAG(std::string, port_file, "",
+          "Write the bound port to this file once listening (useful with port 0)");
+
+int main(int argc, char** argv) {
+  sagator::BlockShutdownSignals();
+  sagator::LoadedConfig cfg = sagator::InitBinary(
+      argc, argv,
+      "scanner-svc --config FILE [--service NAME]: runs SAGATOR's scanner chains over gRPC");
+  auto svc = sagator::FindService(cfg.proto, absl::GetFlag(FLAGS_service),
+                                  sagator::config::v1::Service::kScannerSvc);
+  if (!svc.ok()) {
+    LOG(ERROR) << cfg.path << ": " << svc.status().message();
+    return 2;
+  }
+  const auto& spec = (*svc)->scanner_svc();
+  auto chains = sagator::ChainSet::Create(cfg);
+  if (!chains.ok()) {
+    LOG(ERROR) << chains.status().message();
+    return 2;
+  }
+  int threads = spec.threads() > 0 ? spec.threads()
+                                   : std::max(1u, std::thread::hardware_concurrency());
+  const auto& to = cfg.proto.global().scan_timeout();
+  sagator::ScannerServiceImpl service(
+      chains->get(), threads, absl::Seconds(to.seconds()) + absl::Nanoseconds(to.nanos()));
+  sagator::GrpcServerRunner runner(spec.host(), spec.port());
+  runner.AddService(&service);
+  runner.SetMaxThreads(threads * 4 + 16);
+  if (absl::Status s = runner.Start(); !s.ok()) {
+    LOG(ERROR) << s.message();
+    return 1;
+  }
+  if (std::string pf = absl::GetFlag(FLAGS_port_file); !pf.empty()) {
+    std::string tmp = pf + ".tmp";
+    std::ofstream(tmp) << runner.port() << "\n";
+    std::rename(tmp.c_str(), pf.c_str());
+  }
+  LOG(INFO) << "scanner-svc '" << (*svc)->name() << "' listening on " << runner.address()
+            << " with " << threads << " scan slots; chains: "
+            << absl::StrJoin((*chains)->Names(), ", ");
+  runner.WaitForShutdownSignal(absl::Seconds(5));
+  return 0;
+}

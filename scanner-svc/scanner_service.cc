@@ -1,0 +1,194 @@
+#include "scanner-svc/scanner_service.h"
+
+#include <chrono>
+
+#include <glog/logging.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/status_util.h"
+
+namespace sagator {
+namespace {
+
+constexpr size_t kChunkSize = 1 << 20;
+
+common::v1::HeaderEdit::Kind ToProtoKind(engine::HeaderEdit::Kind k) {
+  switch (k) {
+    case engine::HeaderEdit::Kind::kAdd:
+      return common::v1::HeaderEdit::ADD;
+    case engine::HeaderEdit::Kind::kReplace:
+      return common::v1::HeaderEdit::REPLACE;
+    case engine::HeaderEdit::Kind::kRemove:
+      return common::v1::HeaderEdit::REMOVE;
+  }
+  return common::v1::HeaderEdit::KIND_UNSPECIFIED;
+}
+
+engine::MessageEnvelope FromProto(const common::v1::Envelope& e) {
+  engine::MessageEnvelope out;
+  out.sender = e.sender();
+  out.recipients.assign(e.recipients().begin(), e.recipients().end());
+  out.client_address = e.client().address();
+  out.client_name = e.client().name();
+  out.helo = e.client().helo();
+  return out;
+}
+
+}  // namespace
+
+scanner::v1::Verdict ToProto(const ChainVerdict& v) {
+  scanner::v1::Verdict out;
+  out.set_outcome(v.outcome);
+  out.set_level(v.result.level);
+  out.set_detection(v.result.name);
+  out.set_scanner_path(v.result.path);
+  out.set_output(v.result.output);
+  for (const engine::HeaderEdit& e : v.edits) {
+    auto* h = out.add_header_edits();
+    h->set_kind(ToProtoKind(e.kind));
+    h->set_name(e.name);
+    h->set_value(e.value);
+  }
+  out.set_sagator_id(v.sagator_id);
+  out.set_message_rewritten(v.rewritten.has_value());
+  out.set_not_scanned(v.result.not_scanned);
+  out.set_reply_text(v.reply_text);
+  return out;
+}
+
+ScannerServiceImpl::ScannerServiceImpl(const ChainSet* chains, int max_concurrent_scans,
+                                       absl::Duration default_deadline)
+    : chains_(chains),
+      max_concurrent_(max_concurrent_scans),
+      default_deadline_(default_deadline) {}
+
+absl::Time ScannerServiceImpl::DeadlineOf(const grpc::ServerContext* context) const {
+  auto d = context->deadline();
+  absl::Time fallback = absl::Now() + default_deadline_;
+  if (d == std::chrono::system_clock::time_point::max()) return fallback;
+  return std::min(absl::FromChrono(d), fallback);
+}
+
+bool ScannerServiceImpl::AcquireSlot(grpc::ServerContext* context, absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto free = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return running_ < max_concurrent_; };
+  while (!free()) {
+    // Wake up now and then to notice a caller that went away.
+    absl::Time wake = std::min(deadline, absl::Now() + absl::Milliseconds(100));
+    mu_.AwaitWithDeadline(absl::Condition(&free), wake);
+    if (free()) break;
+    if (absl::Now() >= deadline || context->IsCancelled()) return false;
+  }
+  ++running_;
+  return true;
+}
+
+void ScannerServiceImpl::ReleaseSlot() {
+  absl::MutexLock lock(&mu_);
+  --running_;
+}
+
+grpc::Status ScannerServiceImpl::Scan(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<scanner::v1::ScanResponse, scanner::v1::ScanRequest>* stream) {
+  absl::Time deadline = DeadlineOf(context);
+  scanner::v1::ScanRequest req;
+  if (!stream->Read(&req)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty Scan stream");
+  }
+  if (!req.has_header()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "the first Scan message must be the header");
+  }
+  const scanner::v1::ScanHeader header = req.header();
+  if (!chains_->Has(header.chain())) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("no chain named '", header.chain(), "' is configured"));
+  }
+  const int64_t limit = chains_->max_message_size();
+  bool too_large = header.size() > limit;
+  std::string message;
+  if (!too_large && header.size() > 0) message.reserve(header.size());
+  int64_t total = 0;
+  while (stream->Read(&req)) {
+    if (req.has_header()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a second header in one stream");
+    }
+    total += req.chunk().size();
+    if (total > limit) {
+      // Keep reading so the client can finish sending, but hold nothing.
+      too_large = true;
+      std::string().swap(message);
+      continue;
+    }
+    message.append(req.chunk());
+  }
+  if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+
+  absl::StatusOr<ChainVerdict> verdict;
+  if (too_large) {
+    verdict = chains_->TooLarge(header.chain(), std::max<int64_t>(total, header.size()));
+  } else {
+    if (!AcquireSlot(context, deadline)) {
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          "no scan slot became free before the deadline");
+    }
+    ++active_;
+    verdict = chains_->Run(header.chain(), message, FromProto(header.envelope()), deadline,
+                           [context] { return context->IsCancelled(); });
+    --active_;
+    ReleaseSlot();
+  }
+  if (!verdict.ok()) return ToGrpcStatus(verdict.status());
+  if (!verdict->error.ok()) {
+    LOG(WARNING) << "scan " << verdict->sagator_id << " failed: " << verdict->error;
+  }
+  VLOG(1) << "scan " << verdict->sagator_id << " chain=" << header.chain()
+          << " size=" << message.size() << " outcome="
+          << common::v1::Outcome_Name(verdict->outcome) << " name=" << verdict->result.name;
+  scanner::v1::ScanResponse resp;
+  *resp.mutable_verdict() = ToProto(*verdict);
+  if (!stream->Write(resp)) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+  }
+  if (verdict->rewritten) {
+    const std::string& m = *verdict->rewritten;
+    for (size_t off = 0; off < m.size(); off += kChunkSize) {
+      scanner::v1::ScanResponse chunk;
+      chunk.set_message_chunk(m.substr(off, kChunkSize));
+      if (!stream->Write(chunk)) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      }
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ScannerServiceImpl::CheckPolicy(grpc::ServerContext* context,
+                                             const scanner::v1::PolicyRequest* request,
+                                             scanner::v1::PolicyResponse* response) {
+  absl::Time deadline = DeadlineOf(context);
+  engine::MessageEnvelope env = FromProto(request->envelope());
+  if (!request->recipient().empty() && env.recipients.empty()) {
+    env.recipients.push_back(request->recipient());
+  }
+  absl::StatusOr<ChainVerdict> v = chains_->Run(request->chain(), "", std::move(env), deadline,
+                                                [context] { return context->IsCancelled(); });
+  if (!v.ok()) return ToGrpcStatus(v.status());
+  response->set_outcome(v->outcome);
+  response->set_level(v->result.level);
+  response->set_detection(v->result.name);
+  response->set_reply_text(v->reply_text);
+  for (const engine::HeaderEdit& e : v->edits) {
+    // The X-Sagator headers belong to content scans, not to SMTP-stage answers.
+    if (e.name == "X-Sagator-ID" || e.name == "X-Sagator-Scanner") continue;
+    auto* h = response->add_header_edits();
+    h->set_kind(ToProtoKind(e.kind));
+    h->set_name(e.name);
+    h->set_value(e.value);
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace sagator

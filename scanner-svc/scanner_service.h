@@ -1,0 +1,56 @@
+// scanner-svc's gRPC face: translates sagator.scanner.v1 calls into ChainSet runs.
+// No scanning logic lives here: see chain_set.h.
+//
+// Scan reads the header and the chunks into memory (bounded by the size limit: a
+// larger message is drained and gets the "not scanned: too large" verdict), waits
+// for one of `max_concurrent_scans` slots, runs the chain under the call's deadline
+// (or global.scan_timeout when the caller set none), and streams the verdict back.
+// Thread-safe.
+#ifndef SAGATOR_SCANNER_SVC_SCANNER_SERVICE_H_
+#define SAGATOR_SCANNER_SVC_SCANNER_SERVICE_H_
+
+#include <atomic>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "sagator/scanner/v1/scanner.grpc.pb.h"
+#include "scanner-svc/chain_set.h"
+
+namespace sagator {
+
+class ScannerServiceImpl final : public scanner::v1::ScannerService::Service {
+ public:
+  ScannerServiceImpl(const ChainSet* chains, int max_concurrent_scans,
+                     absl::Duration default_deadline);
+
+  grpc::Status Scan(grpc::ServerContext* context,
+                    grpc::ServerReaderWriter<scanner::v1::ScanResponse,
+                                             scanner::v1::ScanRequest>* stream) override;
+  grpc::Status CheckPolicy(grpc::ServerContext* context,
+                           const scanner::v1::PolicyRequest* request,
+                           scanner::v1::PolicyResponse* response) override;
+
+  // Scans running now (for tests and metrics).
+  int active_scans() const { return active_.load(); }
+
+ private:
+  // Waits for a free scan slot until `deadline`; false when the time ran out or the
+  // caller cancelled.
+  bool AcquireSlot(grpc::ServerContext* context, absl::Time deadline);
+  void ReleaseSlot();
+  absl::Time DeadlineOf(const grpc::ServerContext* context) const;
+
+  const ChainSet* chains_;
+  const int max_concurrent_;
+  const absl::Duration default_deadline_;
+  absl::Mutex mu_;
+  int running_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<int> active_{0};
+};
+
+// Converts the engine's verdict to the wire verdict.
+scanner::v1::Verdict ToProto(const ChainVerdict& v);
+
+}  // namespace sagator
+
+#endif  // SAGATOR_SCANNER_SVC_SCANNER_SERVICE_H_

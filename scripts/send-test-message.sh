@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sends a clean or an EICAR test message through the running suite with the sgfilter
+# client and shows the answer: the result line, the returned message, the exit code.
+#
+#   scripts/send-test-message.sh clean|eicar [PORT]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+kind=${1:-clean}
+port=${2:-10027}
+case "$kind" in
+  clean) body="Hello, this message is clean." ;;
+  eicar) body='X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*' ;;
+  *) echo "usage: $0 clean|eicar [PORT]" >&2; exit 2 ;;
+esac
+msg=$(printf 'From: sender@example.org\nTo: user@example.org\nSubject: SAGATOR %s test\n\n%s\n' "$kind" "$body")
+client=bazel-bin/services/sgfilterd/sgfilter
+[ -x "$client" ] || bazel build //services/sgfilterd:sgfilter
+printf '%s\n' "$msg" | SENDER=sender@example.org RECIPIENT=user@example.org \
+  "$client" --port "$port" --codes --non-safe
+rc=$?
+echo "--- sgfilter exit code: $rc (0 clean, 1 detected, 64 scan error, 65 sgfilterd unreachable)"
