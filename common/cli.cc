@@ -19,8 +19,21 @@ ABSL_FLAG(std::string, service, "",
 
 namespace sagator {
 
+// Abseil flag names use underscores; accept the dashed spelling too
+// (--check-config is --check_config), as operators type both.
+void NormalizeFlagDashes(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    char* a = argv[i];
+    if (a[0] != '-' || a[1] != '-' || a[2] == '\0') continue;
+    for (char* p = a + 2; *p != '\0' && *p != '='; ++p) {
+      if (*p == '-') *p = '_';
+    }
+  }
+}
+
 std::vector<char*> InitFlagsAndLogging(int argc, char** argv, absl::string_view usage) {
   absl::SetProgramUsageMessage(usage);
+  NormalizeFlagDashes(argc, argv);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;
   FLAGS_colorlogtostderr = false;

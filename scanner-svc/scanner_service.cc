@@ -111,18 +111,22 @@ grpc::Status ScannerServiceImpl::Scan(
   std::string message;
   if (!too_large && header.size() > 0) message.reserve(header.size());
   int64_t total = 0;
-  while (stream->Read(&req)) {
-    if (req.has_header()) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a second header in one stream");
-    }
-    total += req.chunk().size();
+  auto take = [&](const std::string& chunk) {
+    total += chunk.size();
     if (total > limit) {
       // Keep reading so the client can finish sending, but hold nothing.
       too_large = true;
       std::string().swap(message);
-      continue;
+    } else if (!too_large) {
+      message.append(chunk);
     }
-    message.append(req.chunk());
+  };
+  take(req.chunk());
+  while (stream->Read(&req)) {
+    if (req.has_header()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a second header in one stream");
+    }
+    take(req.chunk());
   }
   if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
 
@@ -149,10 +153,15 @@ grpc::Status ScannerServiceImpl::Scan(
           << common::v1::Outcome_Name(verdict->outcome) << " name=" << verdict->result.name;
   scanner::v1::ScanResponse resp;
   *resp.mutable_verdict() = ToProto(*verdict);
+  if (!verdict->rewritten) {
+    // One write, coalesced with the status.
+    stream->WriteLast(resp, grpc::WriteOptions());
+    return grpc::Status::OK;
+  }
   if (!stream->Write(resp)) {
     return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
   }
-  if (verdict->rewritten) {
+  {
     const std::string& m = *verdict->rewritten;
     for (size_t off = 0; off < m.size(); off += kChunkSize) {
       scanner::v1::ScanResponse chunk;
