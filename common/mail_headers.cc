@@ -27,9 +27,7 @@ struct Field {
   // length rather than a view, because moving a short std::string moves its bytes.
   size_t name_size = 0;
 
-  absl::string_view text() const {
-    return is_rendered ? absl::string_view(rendered) : original;
-  }
+  absl::string_view text() const { return is_rendered ? absl::string_view(rendered) : original; }
   absl::string_view name() const { return text().substr(0, name_size); }
 };
 

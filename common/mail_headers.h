@@ -68,8 +68,7 @@ std::string ApplyHeaderEdits(
 
 // The unfolded value of the first field named `name` (case-insensitive), without the
 // leading whitespace and line ends; false when the header has no such field.
-bool FindHeaderValue(absl::string_view message, absl::string_view name,
-                     std::string* value);
+bool FindHeaderValue(absl::string_view message, absl::string_view name, std::string* value);
 
 }  // namespace sagator
 

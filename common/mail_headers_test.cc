@@ -62,10 +62,10 @@ TEST(ApplyHeaderEdits, AddsAtTopInGivenOrder) {
 }
 
 TEST(ApplyHeaderEdits, KeepsCrlf) {
-  std::string out = ApplyHeaderEdits(
-      "Subject: hi\r\nFrom: a@b\r\n\r\nbody\r\nline\r\n",
-      std::vector<HeaderEdit>{Edit(HeaderEdit::ADD, "X-A", "1"),
-                              Edit(HeaderEdit::REPLACE, "subject", "new")});
+  std::string out =
+      ApplyHeaderEdits("Subject: hi\r\nFrom: a@b\r\n\r\nbody\r\nline\r\n",
+                       std::vector<HeaderEdit>{Edit(HeaderEdit::ADD, "X-A", "1"),
+                                               Edit(HeaderEdit::REPLACE, "subject", "new")});
   EXPECT_EQ(out, "X-A: 1\r\nsubject: new\r\nFrom: a@b\r\n\r\nbody\r\nline\r\n");
 }
 
@@ -82,9 +82,8 @@ TEST(ApplyHeaderEdits, ReplacesEveryFieldWithFoldedLines) {
 
 TEST(ApplyHeaderEdits, ReplaceAddsWhenMissing) {
   std::string out = ApplyHeaderEdits(
-      "Subject: hi\n\nbody",
-      std::vector<HeaderEdit>{Edit(HeaderEdit::ADD, "X-First", "1"),
-                              Edit(HeaderEdit::REPLACE, "X-Status", "v")});
+      "Subject: hi\n\nbody", std::vector<HeaderEdit>{Edit(HeaderEdit::ADD, "X-First", "1"),
+                                                     Edit(HeaderEdit::REPLACE, "X-Status", "v")});
   EXPECT_EQ(out, "X-First: 1\nX-Status: v\nSubject: hi\n\nbody");
 }
 
@@ -98,8 +97,7 @@ TEST(ApplyHeaderEdits, RemovesEveryFieldWithContinuations) {
 TEST(ApplyHeaderEdits, RemoveThenAddKeepsOrder) {
   std::string out = ApplyHeaderEdits(
       "X-S: forged\nSubject: s\n\nb\n",
-      std::vector<HeaderEdit>{Edit(HeaderEdit::ADD, "X-1", "a"),
-                              Edit(HeaderEdit::REMOVE, "X-S"),
+      std::vector<HeaderEdit>{Edit(HeaderEdit::ADD, "X-1", "a"), Edit(HeaderEdit::REMOVE, "X-S"),
                               Edit(HeaderEdit::ADD, "X-2", "b")});
   EXPECT_EQ(out, "X-1: a\nX-2: b\nSubject: s\n\nb\n");
 }
@@ -107,17 +105,16 @@ TEST(ApplyHeaderEdits, RemoveThenAddKeepsOrder) {
 TEST(ApplyHeaderEdits, RemoveOfAddedFieldAdjustsTop) {
   std::string out = ApplyHeaderEdits(
       "Subject: s\n\nb\n",
-      std::vector<HeaderEdit>{Edit(HeaderEdit::ADD, "X-1", "a"),
-                              Edit(HeaderEdit::REMOVE, "x-1"),
+      std::vector<HeaderEdit>{Edit(HeaderEdit::ADD, "X-1", "a"), Edit(HeaderEdit::REMOVE, "x-1"),
                               Edit(HeaderEdit::ADD, "X-2", "b")});
   EXPECT_EQ(out, "X-2: b\nSubject: s\n\nb\n");
 }
 
 TEST(ApplyHeaderEdits, MessageWithoutBody) {
   // Separator present, body empty.
-  EXPECT_EQ(ApplyHeaderEdits("Subject: s\n\n",
-                             std::vector<HeaderEdit>{Edit(HeaderEdit::ADD, "X", "1")}),
-            "X: 1\nSubject: s\n\n");
+  EXPECT_EQ(
+      ApplyHeaderEdits("Subject: s\n\n", std::vector<HeaderEdit>{Edit(HeaderEdit::ADD, "X", "1")}),
+      "X: 1\nSubject: s\n\n");
 }
 
 TEST(ApplyHeaderEdits, MessageWithoutSeparator) {
@@ -129,9 +126,9 @@ TEST(ApplyHeaderEdits, MessageWithoutSeparator) {
   EXPECT_EQ(ApplyHeaderEdits("Subject: s\r\nFrom: f",
                              std::vector<HeaderEdit>{Edit(HeaderEdit::REPLACE, "From", "g")}),
             "Subject: s\r\nFrom: g\r\n");
-  EXPECT_EQ(ApplyHeaderEdits("Subject: s",
-                             std::vector<HeaderEdit>{Edit(HeaderEdit::ADD, "X", "1")}),
-            "X: 1\nSubject: s\n");
+  EXPECT_EQ(
+      ApplyHeaderEdits("Subject: s", std::vector<HeaderEdit>{Edit(HeaderEdit::ADD, "X", "1")}),
+      "X: 1\nSubject: s\n");
 }
 
 TEST(ApplyHeaderEdits, EmptyMessageAndBodyOnlyMessage) {
@@ -144,24 +141,24 @@ TEST(ApplyHeaderEdits, EmptyMessageAndBodyOnlyMessage) {
 
 TEST(ApplyHeaderEdits, KeepsLinesWithoutNameAndObsoleteSpaceBeforeColon) {
   std::string msg = "From sender Mon Jan 1 00:00:00 2024\nSubject : old\n\nb";
-  EXPECT_EQ(ApplyHeaderEdits(msg,
-                             std::vector<HeaderEdit>{Edit(HeaderEdit::REPLACE, "Subject", "new")}),
-            "From sender Mon Jan 1 00:00:00 2024\nSubject: new\n\nb");
+  EXPECT_EQ(
+      ApplyHeaderEdits(msg, std::vector<HeaderEdit>{Edit(HeaderEdit::REPLACE, "Subject", "new")}),
+      "From sender Mon Jan 1 00:00:00 2024\nSubject: new\n\nb");
 }
 
 TEST(ApplyHeaderEdits, SkipsInvalidEdits) {
   HeaderEdit unspecified = Edit(HeaderEdit::KIND_UNSPECIFIED, "X", "1");
   std::string msg = "A: 1\n\nb";
-  EXPECT_EQ(ApplyHeaderEdits(msg, std::vector<HeaderEdit>{
-                                      unspecified, Edit(HeaderEdit::ADD, "Bad Name", "1"),
-                                      Edit(HeaderEdit::ADD, "Bad:Name", "1"),
-                                      Edit(HeaderEdit::ADD, "", "1")}),
+  EXPECT_EQ(ApplyHeaderEdits(
+                msg, std::vector<HeaderEdit>{unspecified, Edit(HeaderEdit::ADD, "Bad Name", "1"),
+                                             Edit(HeaderEdit::ADD, "Bad:Name", "1"),
+                                             Edit(HeaderEdit::ADD, "", "1")}),
             msg);
 }
 
 TEST(ApplyHeaderEdits, ValueCannotInjectFields) {
-  EXPECT_EQ(ApplyHeaderEdits("A: 1\n\nb", std::vector<HeaderEdit>{Edit(
-                                              HeaderEdit::ADD, "X", "v\r\nBcc: evil@x")}),
+  EXPECT_EQ(ApplyHeaderEdits("A: 1\n\nb", std::vector<HeaderEdit>{Edit(HeaderEdit::ADD, "X",
+                                                                       "v\r\nBcc: evil@x")}),
             "X: v  Bcc: evil@x\nA: 1\n\nb");
 }
 

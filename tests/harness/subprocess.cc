@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -94,6 +95,73 @@ int Subprocess::Stop(absl::Duration grace) {
     st = Wait(absl::Seconds(10));
   }
   return st;
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& input,
+                         absl::Duration timeout) {
+  CommandResult result;
+  int in[2], out[2], err[2];
+  if (pipe(in) != 0 || pipe(out) != 0 || pipe(err) != 0) return result;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1]}) close(fd);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  fcntl(in[1], F_SETFL, O_NONBLOCK);
+  size_t written = 0;
+  if (input.empty()) {
+    close(in[1]);
+    in[1] = -1;
+  }
+  absl::Time end = absl::Now() + timeout;
+  int open_outputs = 2;
+  char buf[65536];
+  while (open_outputs > 0 && absl::Now() < end) {
+    pollfd fds[3] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {in[1], POLLOUT, 0}};
+    int nfds = in[1] >= 0 ? 3 : 2;
+    if (poll(fds, nfds, 100) < 0) break;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      ssize_t n = read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        (i == 0 ? result.out : result.err).append(buf, n);
+      } else {
+        close(fds[i].fd);
+        (i == 0 ? out[0] : err[0]) = -1;
+        --open_outputs;
+      }
+    }
+    if (in[1] >= 0 && (fds[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      ssize_t n = write(in[1], input.data() + written, input.size() - written);
+      if (n > 0) written += n;
+      if (n < 0 || written == input.size()) {
+        close(in[1]);
+        in[1] = -1;
+      }
+    }
+  }
+  for (int fd : {in[1], out[0], err[0]}) {
+    if (fd >= 0) close(fd);
+  }
+  int st = 0;
+  if (open_outputs > 0) kill(pid, SIGKILL);
+  waitpid(pid, &st, 0);
+  if (open_outputs > 0) return result;
+  result.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return result;
 }
 
 absl::StatusOr<int> WaitForPortFile(const std::string& path, absl::Duration timeout) {

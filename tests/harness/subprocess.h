@@ -51,6 +51,18 @@ class Subprocess {
   int status_ = -1;
 };
 
+// What a finished command left behind.
+struct CommandResult {
+  // The exit code, or 128 + signal, or -1 when it had to be killed at the timeout.
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs a command to completion, feeding `input` on its stdin.
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& input,
+                         absl::Duration timeout = absl::Seconds(60));
+
 // Waits until `path` holds a port number (written by a server's --port_file).
 absl::StatusOr<int> WaitForPortFile(const std::string& path, absl::Duration timeout);
 // Waits until a TCP connect to 127.0.0.1:port succeeds.

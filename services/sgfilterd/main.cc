@@ -1,0 +1,92 @@
+// sgfilterd: SAGATOR's sgfilter protocol gateway. See README.md.
+#include <glog/logging.h>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "common/cli.h"
+#include "common/config.h"
+#include "common/grpc_server.h"
+#include "services/sgfilterd/message_scanner.h"
+#include "services/sgfilterd/sgfilterd_server.h"
+
+ABSL_FLAG(std::string, port_file, "",
+          "Write the bound port to this file once listening (useful with port 0)");
+
+namespace {
+
+// Writes via a temporary file and rename, so a reader never sees a partial port.
+bool WritePortFile(const std::string& path, int port) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << port << "\n";
+    if (!out.good()) return false;
+  }
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Before any thread starts, so every thread inherits the blocked signals.
+  sagator::BlockShutdownSignals();
+  sagator::LoadedConfig cfg = sagator::InitBinary(
+      argc, argv,
+      "sgfilterd: filters mail sent by the sgfilter client through SAGATOR's scanners.\n"
+      "Usage: sgfilterd --config FILE [--service NAME] [--port_file PATH]");
+  absl::StatusOr<const sagator::config::v1::Service*> service = sagator::FindService(
+      cfg.proto, absl::GetFlag(FLAGS_service), sagator::config::v1::Service::kSgfilterd);
+  if (!service.ok()) {
+    std::fprintf(stderr, "%s: sgfilterd service: %s\n", cfg.path.c_str(),
+                 std::string(service.status().message()).c_str());
+    return 2;
+  }
+  std::string target = sagator::ScannerTarget(cfg.proto);
+  if (target.empty()) {
+    std::fprintf(stderr,
+                 "%s: no scanner-svc to call: set global.scanner_target or configure a "
+                 "scanner_svc service\n",
+                 cfg.path.c_str());
+    return 2;
+  }
+  sagator::sgfilterd::SgfilterdOptions options =
+      sagator::sgfilterd::OptionsFromConfig(cfg.proto, (*service)->sgfilterd());
+  const auto& scan_timeout = cfg.proto.global().scan_timeout();
+  absl::Duration deadline =
+      absl::Seconds(scan_timeout.seconds()) + absl::Nanoseconds(scan_timeout.nanos());
+  std::unique_ptr<sagator::sgfilterd::MessageScanner> scanner =
+      sagator::sgfilterd::NewGrpcMessageScanner(target, deadline, options.max_message_size);
+
+  sagator::sgfilterd::SgfilterdServer server(options, scanner.get());
+  absl::Status started = server.Start();
+  if (!started.ok()) {
+    LOG(ERROR) << started.message();
+    return 1;
+  }
+  LOG(INFO) << "sgfilterd '" << (*service)->name() << "' listening on " << options.host << ":"
+            << server.port() << ", chain '" << options.chain << "', scanner-svc at " << target
+            << ", prefork " << options.prefork << ", max_connections " << options.max_connections;
+  std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty() && !WritePortFile(port_file, server.port())) {
+    LOG(ERROR) << "cannot write " << port_file;
+    server.Shutdown();
+    return 1;
+  }
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+  LOG(INFO) << "signal " << sig << ": stopping";
+  server.Shutdown();
+  LOG(INFO) << "stopped";
+  return 0;
+}

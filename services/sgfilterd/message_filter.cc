@@ -1,0 +1,99 @@
+#include "services/sgfilterd/message_filter.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "common/mail_headers.h"
+
+namespace sagator::sgfilterd {
+
+using common::v1::HeaderEdit;
+using common::v1::Outcome;
+
+int CodeForOutcome(Outcome outcome) {
+  switch (outcome) {
+    case common::v1::PASS:
+      return 250;
+    case common::v1::FORCED_PASS:
+      return 251;
+    case common::v1::TEMPFAIL:
+      return 451;
+    case common::v1::REJECT:
+      return 550;
+    case common::v1::DROP:
+      return 551;
+    default:
+      return 451;
+  }
+}
+
+std::string ShortScanFailure(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+      return "scanner unavailable";
+    case absl::StatusCode::kDeadlineExceeded:
+      return "scan timeout";
+    case absl::StatusCode::kCancelled:
+      return "scan cancelled";
+    case absl::StatusCode::kResourceExhausted:
+      return "scanner busy";
+    default:
+      return absl::StrFormat("scan failed (%s)", absl::StatusCodeToString(status.code()));
+  }
+}
+
+FilterResult FilterMessage(MessageScanner& scanner, FilterRequest request) {
+  scanner::v1::ScanHeader header;
+  header.set_chain(request.chain);
+  *header.mutable_envelope() = request.envelope;
+  header.set_size(static_cast<int64_t>(request.message.size()));
+  header.set_gateway(kGatewayName);
+
+  FilterResult out;
+  absl::StatusOr<ScanResult> scan = scanner.Scan(header, request.message);
+  if (!scan.ok()) {
+    out.code = 451;
+    out.text = ShortScanFailure(scan.status());
+    out.scan_status = scan.status();
+    return out;
+  }
+  const scanner::v1::Verdict& v = scan->verdict;
+  out.code = CodeForOutcome(v.outcome());
+  out.level = v.level();
+  out.detection = v.detection();
+  out.sagator_id = v.sagator_id();
+  if (out.code == 451) {
+    if (v.outcome() == common::v1::OUTCOME_UNSPECIFIED) {
+      out.text = "scanner-svc gave no outcome";
+    } else {
+      out.text = v.reply_text().empty() ? "scan failed" : v.reply_text();
+    }
+    return out;
+  }
+  out.text = v.detection().empty() ? "OK" : v.detection();
+
+  bool detected =
+      v.level() >= 1.0 || v.outcome() == common::v1::REJECT || v.outcome() == common::v1::DROP;
+  // A status the message already had (forged, or from an earlier scan) goes first;
+  // this scan's status follows the verdict's own headers, at the top.
+  std::vector<HeaderEdit> edits;
+  edits.reserve(v.header_edits_size() + 2);
+  HeaderEdit& remove = edits.emplace_back();
+  remove.set_kind(HeaderEdit::REMOVE);
+  remove.set_name(kStatusHeader);
+  edits.insert(edits.end(), v.header_edits().begin(), v.header_edits().end());
+  if (detected) {
+    HeaderEdit& status = edits.emplace_back();
+    status.set_kind(HeaderEdit::REPLACE);
+    status.set_name(kStatusHeader);
+    status.set_value(
+        absl::StrFormat("%s %.2f", v.detection().empty() ? "detected" : v.detection(), v.level()));
+  }
+  const std::string& base = v.message_rewritten() ? scan->rewritten_message : request.message;
+  out.message = ApplyHeaderEdits(base, edits);
+  out.send_message = true;
+  return out;
+}
+
+}  // namespace sagator::sgfilterd

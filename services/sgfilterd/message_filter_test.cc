@@ -1,0 +1,142 @@
+#include "services/sgfilterd/message_filter.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/sgfilterd/testing/fake_scanner.h"
+
+namespace sagator::sgfilterd {
+namespace {
+
+using testing::FakeMessageScanner;
+using ::testing::HasSubstr;
+using testing::kEicarString;
+using ::testing::StartsWith;
+
+FilterRequest Request(std::string message) {
+  FilterRequest r;
+  r.chain = "default";
+  r.envelope.set_sender("a@example.org");
+  r.envelope.add_recipients("b@example.org");
+  r.message = std::move(message);
+  return r;
+}
+
+TEST(CodeForOutcome, MapsEveryOutcome) {
+  EXPECT_EQ(CodeForOutcome(common::v1::PASS), 250);
+  EXPECT_EQ(CodeForOutcome(common::v1::FORCED_PASS), 251);
+  EXPECT_EQ(CodeForOutcome(common::v1::TEMPFAIL), 451);
+  EXPECT_EQ(CodeForOutcome(common::v1::REJECT), 550);
+  EXPECT_EQ(CodeForOutcome(common::v1::DROP), 551);
+  EXPECT_EQ(CodeForOutcome(common::v1::OUTCOME_UNSPECIFIED), 451);
+}
+
+TEST(FilterMessage, CleanMailGetsTheVerdictHeadersAndNoStatus) {
+  FakeMessageScanner scanner;
+  FilterResult r = FilterMessage(scanner, Request("Subject: hi\r\n\r\nbody\r\n"));
+  EXPECT_EQ(r.code, 250);
+  EXPECT_EQ(r.text, "OK");
+  EXPECT_TRUE(r.send_message);
+  EXPECT_EQ(r.message,
+            "X-Sagator-ID: 20240101-000000-0001-00001-AbCdEf@test\r\n"
+            "X-Sagator-Scanner: test at test; default\r\n"
+            "Subject: hi\r\n\r\nbody\r\n");
+  scanner::v1::ScanHeader h = scanner.last_header();
+  EXPECT_EQ(h.chain(), "default");
+  EXPECT_EQ(h.gateway(), "sgfilterd");
+  EXPECT_EQ(h.size(), 21);
+  EXPECT_EQ(h.envelope().sender(), "a@example.org");
+}
+
+TEST(FilterMessage, DetectedMailGetsStatusHeader) {
+  FakeMessageScanner scanner;
+  FilterResult r = FilterMessage(scanner, Request("Subject: v\n\n" + kEicarString + "\n"));
+  EXPECT_EQ(r.code, 550);
+  EXPECT_DOUBLE_EQ(r.level, 1.0);
+  EXPECT_EQ(r.text, "EICAR-Test");
+  EXPECT_TRUE(r.send_message);
+  EXPECT_THAT(r.message, StartsWith("X-Sagator-ID: 20240101-000000-0001-00001-AbCdEf@test\n"
+                                    "X-Sagator-Scanner: test at test; default\n"
+                                    "X-Sagator-Status: EICAR-Test 1.00\nSubject: v\n\n"));
+}
+
+TEST(FilterMessage, ForgedStatusIsRemoved) {
+  FakeMessageScanner scanner;
+  FilterResult r =
+      FilterMessage(scanner, Request("X-Sagator-Status: Fake 9.00\nSubject: s\n\nbody\n"));
+  EXPECT_EQ(r.code, 250);
+  EXPECT_THAT(r.message, ::testing::Not(HasSubstr("X-Sagator-Status")));
+  r = FilterMessage(scanner, Request("x-sagator-status: Fake 9.00\nSubject: s\n\nDROP-ME\n"));
+  EXPECT_EQ(r.code, 551);
+  EXPECT_THAT(r.message, HasSubstr("X-Sagator-Status: Worm.Fake 2.00\nSubject: s\n"));
+  EXPECT_THAT(r.message, ::testing::Not(HasSubstr("Fake 9.00")));
+}
+
+TEST(FilterMessage, ForcedPassIsDetectedMail) {
+  FakeMessageScanner scanner;
+  FilterResult r = FilterMessage(scanner, Request("Subject: s\n\nFORCE-ME\n"));
+  EXPECT_EQ(r.code, 251);
+  EXPECT_EQ(r.text, "Forced");
+  EXPECT_THAT(r.message, HasSubstr("X-Sagator-Status: Forced 1.50\n"));
+}
+
+TEST(FilterMessage, NotScannedForcedPassHasNoStatus) {
+  FakeMessageScanner scanner;
+  scanner.SetHandler([](const scanner::v1::ScanHeader&, const std::string&) {
+    ScanResult r;
+    r.verdict.set_outcome(common::v1::FORCED_PASS);
+    r.verdict.set_not_scanned(true);
+    return absl::StatusOr<ScanResult>(r);
+  });
+  FilterResult r = FilterMessage(scanner, Request("Subject: s\n\nbig\n"));
+  EXPECT_EQ(r.code, 251);
+  EXPECT_EQ(r.text, "OK");
+  EXPECT_EQ(r.message, "Subject: s\n\nbig\n");
+}
+
+TEST(FilterMessage, RewrittenMessageReplacesTheOriginal) {
+  FakeMessageScanner scanner;
+  FilterResult r = FilterMessage(scanner, Request("Subject: s\n\nREWRITE-ME\n"));
+  EXPECT_EQ(r.code, 250);
+  EXPECT_EQ(r.message,
+            "X-Sagator-ID: 20240101-000000-0001-00001-AbCdEf@test\n"
+            "X-Sagator-Scanner: test at test; default\n"
+            "Subject: rewritten\n\nnew body\n");
+}
+
+TEST(FilterMessage, TempfailSendsNoMessage) {
+  FakeMessageScanner scanner;
+  FilterResult r = FilterMessage(scanner, Request("Subject: s\n\nTEMPFAIL-ME\n"));
+  EXPECT_EQ(r.code, 451);
+  EXPECT_EQ(r.text, "engine broken");
+  EXPECT_FALSE(r.send_message);
+}
+
+TEST(FilterMessage, UnspecifiedOutcomeIsTempfail) {
+  FakeMessageScanner scanner;
+  scanner.SetHandler([](const scanner::v1::ScanHeader&, const std::string&) {
+    return absl::StatusOr<ScanResult>(ScanResult{});
+  });
+  FilterResult r = FilterMessage(scanner, Request("Subject: s\n\nx\n"));
+  EXPECT_EQ(r.code, 451);
+  EXPECT_EQ(r.text, "scanner-svc gave no outcome");
+  EXPECT_FALSE(r.send_message);
+}
+
+TEST(FilterMessage, ScanFailuresBecomeShortTempfails) {
+  FakeMessageScanner scanner;
+  scanner.SetHandler([](const scanner::v1::ScanHeader&, const std::string&) {
+    return absl::StatusOr<ScanResult>(absl::UnavailableError("connect: refused 127.0.0.1:1"));
+  });
+  FilterResult r = FilterMessage(scanner, Request("Subject: s\n\nx\n"));
+  EXPECT_EQ(r.code, 451);
+  EXPECT_EQ(r.text, "scanner unavailable");
+  EXPECT_FALSE(r.send_message);
+  EXPECT_EQ(r.scan_status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ShortScanFailure(absl::DeadlineExceededError("x")), "scan timeout");
+  EXPECT_EQ(ShortScanFailure(absl::InternalError("x")), "scan failed (INTERNAL)");
+}
+
+}  // namespace
+}  // namespace sagator::sgfilterd

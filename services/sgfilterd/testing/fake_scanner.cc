@@ -1,0 +1,190 @@
+#include "services/sgfilterd/testing/fake_scanner.h"
+
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace sagator::sgfilterd::testing {
+
+using common::v1::HeaderEdit;
+using scanner::v1::ScanHeader;
+using scanner::v1::ScanRequest;
+using scanner::v1::ScanResponse;
+
+namespace {
+
+void AddEdit(scanner::v1::Verdict& v, const std::string& name, const std::string& value) {
+  HeaderEdit* e = v.add_header_edits();
+  e->set_kind(HeaderEdit::ADD);
+  e->set_name(name);
+  e->set_value(value);
+}
+
+}  // namespace
+
+ScanHandler PatternVerdicts() {
+  return [](const ScanHeader& header, const std::string& message) -> absl::StatusOr<ScanResult> {
+    ScanResult r;
+    scanner::v1::Verdict& v = r.verdict;
+    v.set_sagator_id("20240101-000000-0001-00001-AbCdEf@test");
+    AddEdit(v, "X-Sagator-ID", v.sagator_id());
+    AddEdit(v, "X-Sagator-Scanner", absl::StrCat("test at test; ", header.chain()));
+    if (absl::StrContains(message, kEicarString)) {
+      v.set_outcome(common::v1::REJECT);
+      v.set_level(1.0);
+      v.set_detection("EICAR-Test");
+      v.set_scanner_path("string_scan()");
+    } else if (absl::StrContains(message, "FORCE-ME")) {
+      v.set_outcome(common::v1::FORCED_PASS);
+      v.set_level(1.5);
+      v.set_detection("Forced");
+    } else if (absl::StrContains(message, "DROP-ME")) {
+      v.set_outcome(common::v1::DROP);
+      v.set_level(2);
+      v.set_detection("Worm.Fake");
+    } else if (absl::StrContains(message, "TEMPFAIL-ME")) {
+      v.set_outcome(common::v1::TEMPFAIL);
+      v.set_reply_text("engine broken");
+      v.clear_header_edits();
+    } else if (absl::StrContains(message, "REWRITE-ME")) {
+      v.set_outcome(common::v1::PASS);
+      v.set_message_rewritten(true);
+      r.rewritten_message = "Subject: rewritten\n\nnew body\n";
+    } else {
+      v.set_outcome(common::v1::PASS);
+    }
+    return r;
+  };
+}
+
+FakeMessageScanner::FakeMessageScanner() : handler_(PatternVerdicts()) {}
+
+void FakeMessageScanner::SetHandler(ScanHandler handler) {
+  absl::MutexLock lock(&mu_);
+  handler_ = std::move(handler);
+}
+
+void FakeMessageScanner::SetDelay(absl::Duration delay) {
+  absl::MutexLock lock(&mu_);
+  delay_ = delay;
+}
+
+absl::StatusOr<ScanResult> FakeMessageScanner::Scan(const ScanHeader& header,
+                                                    absl::string_view message) {
+  ScanHandler handler;
+  absl::Duration delay;
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_) return absl::CancelledError("cancelled");
+    ++calls_;
+    last_header_ = header;
+    last_message_ = std::string(message);
+    handler = handler_;
+    delay = delay_;
+  }
+  {
+    // Wakes early when cancelled.
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&cancelled_), delay);
+    if (cancelled_) return absl::CancelledError("cancelled");
+  }
+  return handler(header, std::string(message));
+}
+
+void FakeMessageScanner::CancelAll() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+}
+
+int FakeMessageScanner::calls() const {
+  absl::MutexLock lock(&mu_);
+  return calls_;
+}
+
+ScanHeader FakeMessageScanner::last_header() const {
+  absl::MutexLock lock(&mu_);
+  return last_header_;
+}
+
+std::string FakeMessageScanner::last_message() const {
+  absl::MutexLock lock(&mu_);
+  return last_message_;
+}
+
+FakeScannerService::FakeScannerService(ScanHandler handler) : handler_(std::move(handler)) {}
+
+FakeScannerService::~FakeScannerService() { Stop(); }
+
+int FakeScannerService::Start() {
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(this);
+  server_ = builder.BuildAndStart();
+  return port;
+}
+
+void FakeScannerService::Stop() {
+  if (server_ == nullptr) return;
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  server_->Wait();
+  server_.reset();
+}
+
+int FakeScannerService::calls() const {
+  absl::MutexLock lock(&mu_);
+  return calls_;
+}
+
+ScanHeader FakeScannerService::last_header() const {
+  absl::MutexLock lock(&mu_);
+  return last_header_;
+}
+
+void FakeScannerService::SetDelay(absl::Duration delay) {
+  absl::MutexLock lock(&mu_);
+  delay_ = delay;
+}
+
+grpc::Status FakeScannerService::Scan(grpc::ServerContext* context,
+                                      grpc::ServerReaderWriter<ScanResponse, ScanRequest>* stream) {
+  ScanRequest req;
+  if (!stream->Read(&req) || !req.has_header()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "header first");
+  }
+  ScanHeader header = req.header();
+  std::string message = req.chunk();
+  while (stream->Read(&req)) {
+    if (req.has_header()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a second header");
+    }
+    message += req.chunk();
+  }
+  absl::Duration delay;
+  {
+    absl::MutexLock lock(&mu_);
+    ++calls_;
+    last_header_ = header;
+    delay = delay_;
+  }
+  absl::Time until = absl::Now() + delay;
+  while (absl::Now() < until && !context->IsCancelled()) absl::SleepFor(absl::Milliseconds(5));
+  if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+  absl::StatusOr<ScanResult> r = handler_(header, message);
+  if (!r.ok()) {
+    return grpc::Status(static_cast<grpc::StatusCode>(r.status().code()),
+                        std::string(r.status().message()));
+  }
+  ScanResponse resp;
+  *resp.mutable_verdict() = r->verdict;
+  stream->Write(resp);
+  if (r->verdict.message_rewritten()) {
+    ScanResponse chunk;
+    chunk.set_message_chunk(r->rewritten_message);
+    stream->Write(chunk);
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace sagator::sgfilterd::testing

@@ -1,0 +1,96 @@
+// In-memory fakes of scanner-svc for sgfilterd's tests.
+//
+// FakeMessageScanner implements the MessageScanner seam directly (no gRPC);
+// FakeScannerService is a real gRPC ScannerService on a loopback port, for tests that
+// run the sgfilterd binary. Both answer through a ScanHandler; PatternVerdicts is one
+// that behaves like a string_scan chain: EICAR's test string is REJECTed.
+//
+//   FakeMessageScanner scanner;                   // clean by default
+//   scanner.SetHandler(PatternVerdicts());
+//
+// Thread-safe.
+#ifndef SAGATOR_SERVICES_SGFILTERD_TESTING_FAKE_SCANNER_H_
+#define SAGATOR_SERVICES_SGFILTERD_TESTING_FAKE_SCANNER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "sagator/scanner/v1/scanner.grpc.pb.h"
+#include "services/sgfilterd/message_scanner.h"
+
+namespace sagator::sgfilterd::testing {
+
+using ScanHandler = std::function<absl::StatusOr<ScanResult>(const scanner::v1::ScanHeader& header,
+                                                             const std::string& message)>;
+
+// The test string in EICAR's test file (split so this file is not itself detected).
+inline const std::string kEicarString = std::string("EICAR-STANDARD-") + "ANTIVIRUS-TEST-FILE";
+
+// Clean mail: PASS, level 0, with X-Sagator-ID and X-Sagator-Scanner edits.
+// Mail with kEicarString: REJECT, level 1, detection "EICAR-Test", same edits.
+// Mail with "FORCE-ME": FORCED_PASS, level 1.5, detection "Forced".
+// Mail with "DROP-ME": DROP, level 2, detection "Worm.Fake".
+// Mail with "TEMPFAIL-ME": TEMPFAIL with reply text "engine broken".
+// Mail with "REWRITE-ME": PASS, message rewritten to "Subject: rewritten\n\nnew body\n".
+ScanHandler PatternVerdicts();
+
+class FakeMessageScanner : public MessageScanner {
+ public:
+  FakeMessageScanner();
+  void SetHandler(ScanHandler handler);
+  // Each scan sleeps this long first (to hold scans in flight).
+  void SetDelay(absl::Duration delay);
+
+  absl::StatusOr<ScanResult> Scan(const scanner::v1::ScanHeader& header,
+                                  absl::string_view message) override;
+  void CancelAll() override;
+
+  int calls() const;
+  scanner::v1::ScanHeader last_header() const;
+  std::string last_message() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  ScanHandler handler_ ABSL_GUARDED_BY(mu_);
+  absl::Duration delay_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  int calls_ ABSL_GUARDED_BY(mu_) = 0;
+  scanner::v1::ScanHeader last_header_ ABSL_GUARDED_BY(mu_);
+  std::string last_message_ ABSL_GUARDED_BY(mu_);
+};
+
+// A gRPC ScannerService on 127.0.0.1 with a free port.
+class FakeScannerService : public scanner::v1::ScannerService::Service {
+ public:
+  explicit FakeScannerService(ScanHandler handler = PatternVerdicts());
+  ~FakeScannerService() override;
+
+  // Starts serving; returns the port.
+  int Start();
+  void Stop();
+  int calls() const;
+  scanner::v1::ScanHeader last_header() const;
+  void SetDelay(absl::Duration delay);
+
+  grpc::Status Scan(grpc::ServerContext* context,
+                    grpc::ServerReaderWriter<scanner::v1::ScanResponse, scanner::v1::ScanRequest>*
+                        stream) override;
+
+ private:
+  ScanHandler handler_;
+  std::unique_ptr<grpc::Server> server_;
+  mutable absl::Mutex mu_;
+  int calls_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Duration delay_ ABSL_GUARDED_BY(mu_);
+  scanner::v1::ScanHeader last_header_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace sagator::sgfilterd::testing
+
+#endif  // SAGATOR_SERVICES_SGFILTERD_TESTING_FAKE_SCANNER_H_
