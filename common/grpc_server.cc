@@ -60,13 +60,18 @@ absl::Status GrpcServerRunner::Start() {
   return absl::OkStatus();
 }
 
-void GrpcServerRunner::WaitForShutdownSignal(absl::Duration grace) {
+int WaitForTerminationSignal() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   int sig = 0;
   sigwait(&set, &sig);
+  return sig;
+}
+
+void GrpcServerRunner::WaitForShutdownSignal(absl::Duration grace) {
+  int sig = WaitForTerminationSignal();
   LOG(INFO) << "signal " << sig << ": shutting down";
   Shutdown(grace);
 }

@@ -25,6 +25,10 @@ namespace sagator {
 // WaitForShutdownSignal or sigwait.
 void BlockShutdownSignals();
 
+// Blocks until SIGTERM or SIGINT arrives (they must be blocked with
+// BlockShutdownSignals first) and returns the signal number.
+int WaitForTerminationSignal();
+
 class GrpcServerRunner {
  public:
   GrpcServerRunner(std::string host, int port);

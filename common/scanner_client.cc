@@ -2,79 +2,131 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/cleanup/cleanup.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "common/status_util.h"
+#include "sagator/scanner/v1/scanner.grpc.pb.h"
 
 namespace sagator {
 namespace {
 
+using scanner::v1::ScannerService;
+using scanner::v1::ScanRequest;
+using scanner::v1::ScanResponse;
+
+// The API's chunk limit.
 constexpr size_t kChunkSize = 1 << 20;
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
-  grpc::ChannelArguments args;
-  args.SetLoadBalancingPolicyName("round_robin");
-  args.SetMaxReceiveMessageSize(16 << 20);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
-}
+class GrpcScannerClient : public ScannerClient {
+ public:
+  GrpcScannerClient(const std::string& target, absl::Duration deadline, int64_t max_message_size)
+      : deadline_(deadline), max_rewritten_size_(2 * max_message_size) {
+    grpc::ChannelArguments args;
+    args.SetLoadBalancingPolicyName("round_robin");
+    // Chunks are at most 1 MiB; leave room for the verdict's other fields.
+    args.SetMaxReceiveMessageSize(8 << 20);
+    args.SetMaxSendMessageSize(8 << 20);
+    channel_ = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+    stub_ = ScannerService::NewStub(channel_);
+  }
+
+  absl::StatusOr<ScanReply> Scan(const scanner::v1::ScanHeader& header,
+                                  absl::string_view message) override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
+    {
+      absl::MutexLock lock(&mu_);
+      if (cancelled_) return absl::CancelledError("the gateway is shutting down");
+      active_.insert(&ctx);
+    }
+    absl::Cleanup forget = [&] {
+      absl::MutexLock lock(&mu_);
+      active_.erase(&ctx);
+    };
+
+    std::unique_ptr<grpc::ClientReaderWriter<ScanRequest, ScanResponse>> stream = stub_->Scan(&ctx);
+    // The header travels with the first chunk, and the last request half-closes
+    // the stream (WriteLast): a small message is one request.
+    ScanRequest req;
+    *req.mutable_header() = header;
+    size_t pos = std::min(message.size(), kChunkSize);
+    req.set_chunk(message.data(), pos);
+    for (;;) {
+      if (pos == message.size()) {
+        stream->WriteLast(req, grpc::WriteOptions());
+        break;
+      }
+      if (!stream->Write(req)) break;  // the call is over; Finish says why
+      req.Clear();
+      size_t n = std::min(kChunkSize, message.size() - pos);
+      req.set_chunk(message.data() + pos, n);
+      pos += n;
+    }
+
+    ScanReply result;
+    bool have_verdict = false;
+    absl::Status broken;
+    ScanResponse resp;
+    while (stream->Read(&resp)) {
+      if (!have_verdict) {
+        if (!resp.has_verdict()) {
+          broken = absl::InternalError("scanner-svc answered without a verdict first");
+          ctx.TryCancel();
+          break;
+        }
+        result.verdict = std::move(*resp.mutable_verdict());
+        have_verdict = true;
+        continue;
+      }
+      if (resp.part_case() != ScanResponse::kMessageChunk || !result.verdict.message_rewritten()) {
+        broken = absl::InternalError("scanner-svc sent an unexpected message after the verdict");
+        ctx.TryCancel();
+        break;
+      }
+      if (static_cast<int64_t>(result.rewritten_message.size() + resp.message_chunk().size()) >
+          max_rewritten_size_) {
+        broken = absl::InternalError("rewritten message from scanner-svc is too large");
+        ctx.TryCancel();
+        break;
+      }
+      result.rewritten_message += resp.message_chunk();
+    }
+    grpc::Status st = stream->Finish();
+    if (!broken.ok()) return broken;
+    if (!st.ok()) return FromGrpcStatus(st);
+    if (!have_verdict) return absl::InternalError("scanner-svc sent no verdict");
+    return result;
+  }
+
+  void CancelAll() override {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+    for (grpc::ClientContext* ctx : active_) ctx->TryCancel();
+  }
+
+ private:
+  const absl::Duration deadline_;
+  const int64_t max_rewritten_size_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<ScannerService::Stub> stub_;
+  absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_set<grpc::ClientContext*> active_ ABSL_GUARDED_BY(mu_);
+};
 
 }  // namespace
 
-ScannerClient::ScannerClient(const std::string& target) : ScannerClient(MakeChannel(target)) {}
-
-ScannerClient::ScannerClient(std::shared_ptr<grpc::Channel> channel)
-    : channel_(std::move(channel)), stub_(scanner::v1::ScannerService::NewStub(channel_)) {}
-
-absl::StatusOr<ScanReply> ScannerClient::Scan(scanner::v1::ScanHeader header,
-                                              absl::string_view message,
-                                              absl::Duration timeout) const {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  auto stream = stub_->Scan(&ctx);
-  if (header.size() == 0) header.set_size(message.size());
-  scanner::v1::ScanRequest req;
-  *req.mutable_header() = std::move(header);
-  size_t pos = std::min(message.size(), kChunkSize);
-  req.set_chunk(std::string(message.substr(0, pos)));
-  // WriteLast half-closes with the message: one operation for a small message.
-  auto send = [&stream](const scanner::v1::ScanRequest& r, bool last) {
-    if (!last) return stream->Write(r);
-    stream->WriteLast(r, grpc::WriteOptions());
-    return true;
-  };
-  bool ok = send(req, pos == message.size());
-  while (ok && pos < message.size()) {
-    scanner::v1::ScanRequest chunk;
-    size_t n = std::min(kChunkSize, message.size() - pos);
-    chunk.set_chunk(std::string(message.substr(pos, n)));
-    pos += n;
-    ok = send(chunk, pos == message.size());
-  }
-  // A failed write means the call is over; Finish says why.
-  ScanReply reply;
-  scanner::v1::ScanResponse resp;
-  bool have_verdict = false;
-  while (stream->Read(&resp)) {
-    if (resp.has_verdict()) {
-      reply.verdict = resp.verdict();
-      have_verdict = true;
-      if (reply.verdict.message_rewritten()) reply.rewritten.emplace();
-    } else if (reply.rewritten) {
-      reply.rewritten->append(resp.message_chunk());
-    }
-  }
-  grpc::Status st = stream->Finish();
-  if (!st.ok()) return FromGrpcStatus(st);
-  if (!have_verdict) return absl::InternalError("scanner-svc answered without a verdict");
-  return reply;
-}
-
-absl::StatusOr<scanner::v1::PolicyResponse> ScannerClient::CheckPolicy(
-    const scanner::v1::PolicyRequest& request, absl::Duration timeout) const {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  scanner::v1::PolicyResponse resp;
-  grpc::Status st = stub_->CheckPolicy(&ctx, request, &resp);
-  if (!st.ok()) return FromGrpcStatus(st);
-  return resp;
+std::unique_ptr<ScannerClient> NewGrpcScannerClient(const std::string& target,
+                                                      absl::Duration deadline,
+                                                      int64_t max_message_size) {
+  return std::make_unique<GrpcScannerClient>(target, deadline, max_message_size);
 }
 
 }  // namespace sagator

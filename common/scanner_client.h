@@ -1,51 +1,55 @@
-// The one client every gateway uses to ask scanner-svc for a verdict.
+// The one client every gateway uses to ask scanner-svc for a verdict: scan one
+// whole message, get the verdict (and the rewritten message when a scanner rewrote
+// it). An interface, so gateway logic is tested against an in-memory fake.
 //
-//   ScannerClient client(ScannerTarget(config.proto));
-//   absl::StatusOr<ScanReply> r = client.Scan(header, message, absl::Seconds(60));
-//   if (!r.ok()) -> TEMPFAIL (scanner-svc down, deadline passed, ...)
+//   std::unique_ptr<ScannerClient> scanner =
+//       NewGrpcScannerClient("127.0.0.1:7290", absl::Seconds(60), 50 << 20);
+//   absl::StatusOr<ScanReply> r = scanner->Scan(header, message);
 //
-// A small message travels as one request (header and first chunk together, written
-// with WriteLast), a large one as 1 MiB chunks. Several replicas behind one DNS name
-// are balanced with gRPC's round_robin policy. Thread-safe; share one per process.
+// Scan blocks (one gRPC call with a deadline): gateways call it on their scan
+// threads, never on an I/O thread. Thread-safe: Scan may run on many threads at once.
+// services/sgfilterd/testing/fake_scanner.h has an in-memory fake.
 #ifndef SAGATOR_COMMON_SCANNER_CLIENT_H_
 #define SAGATOR_COMMON_SCANNER_CLIENT_H_
 
+#include <cstdint>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "sagator/scanner/v1/scanner.grpc.pb.h"
+#include "sagator/scanner/v1/scanner.pb.h"
 
 namespace sagator {
 
 struct ScanReply {
   scanner::v1::Verdict verdict;
-  // The new message when verdict.message_rewritten.
-  std::optional<std::string> rewritten;
+  // The new message when verdict.message_rewritten(), else empty.
+  std::string rewritten_message;
 };
 
 class ScannerClient {
  public:
-  // `target` is a gRPC target ("127.0.0.1:7290", "dns:///scanner:7290").
-  explicit ScannerClient(const std::string& target);
-  explicit ScannerClient(std::shared_ptr<grpc::Channel> channel);
+  virtual ~ScannerClient() = default;
 
-  // Scans `message`. header.size is set from the message when it is 0. Errors: the
-  // gRPC status (Unavailable when scanner-svc is unreachable, DeadlineExceeded, ...).
-  absl::StatusOr<ScanReply> Scan(scanner::v1::ScanHeader header, absl::string_view message,
-                                 absl::Duration timeout) const;
+  // Scans `message`; header.size is set by the caller. A failed call (scanner-svc
+  // unreachable, deadline, broken stream) returns its status.
+  virtual absl::StatusOr<ScanReply> Scan(const scanner::v1::ScanHeader& header,
+                                          absl::string_view message) = 0;
 
-  // Runs a policy chain (SMTP-stage checks).
-  absl::StatusOr<scanner::v1::PolicyResponse> CheckPolicy(
-      const scanner::v1::PolicyRequest& request, absl::Duration timeout) const;
-
- private:
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<scanner::v1::ScannerService::Stub> stub_;
+  // Cancels every call in flight and makes later calls fail with CANCELLED (used at
+  // a gateway's shutdown, after its grace period).
+  virtual void CancelAll() = 0;
 };
+
+// A client for scanner-svc's ScannerService.Scan at `target` (any gRPC target, e.g.
+// "127.0.0.1:7290" or "dns:///scanner:7290"; several addresses are balanced
+// round-robin). Every call gets `deadline`. A rewritten message larger than
+// 2 * max_message_size is refused as a broken answer.
+std::unique_ptr<ScannerClient> NewGrpcScannerClient(const std::string& target,
+                                                      absl::Duration deadline,
+                                                      int64_t max_message_size);
 
 }  // namespace sagator
 

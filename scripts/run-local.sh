@@ -21,8 +21,8 @@ cat <<MSG
 SAGATOR is starting (config: $config).
 When "listening" lines appear, send test messages from another terminal:
 
-  scripts/send-test-message.sh clean    # expect: 250 0.00 clean, headers added
-  scripts/send-test-message.sh eicar    # expect: 550 1.00 Eicar-Test-Signature...
+  scripts/send-test-message.sh clean    # expect: 250 0.00 OK, X-Sagator headers added
+  scripts/send-test-message.sh eicar    # expect: 550 1.00 Eicar-Test-Signature.UNOFFICIAL
 
 or pipe any message through the sgfilter client:
 

@@ -13,6 +13,17 @@ case "$kind" in
   *) echo "usage: $0 clean|eicar [PORT]" >&2; exit 2 ;;
 esac
 msg=$(printf 'From: sender@example.org\nTo: user@example.org\nSubject: SAGATOR %s test\n\n%s\n' "$kind" "$body")
+# The raw sgfilter protocol answer: the result line "CODE LEVEL NAME".
+msg_nl="$msg"$'\n'
+if exec 3<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
+  printf 'MAIL FROM: <sender@example.org>\nRCPT TO: <user@example.org>\nDATA %d\n%s' \
+    "$(printf '%s' "$msg_nl" | wc -c)" "$msg_nl" >&3
+  echo "--- sgfilterd answered: $(head -n 1 <&3)"
+  exec 3<&-
+else
+  echo "--- nothing listens on 127.0.0.1:$port: is scripts/run-local.sh running?"
+fi
+echo "--- the message as sgfilter returns it:"
 client=bazel-bin/services/sgfilterd/sgfilter
 [ -x "$client" ] || bazel build //services/sgfilterd:sgfilter
 printf '%s\n' "$msg" | SENDER=sender@example.org RECIPIENT=user@example.org \

@@ -12,7 +12,7 @@
 #include "common/cli.h"
 #include "common/config.h"
 #include "common/grpc_server.h"
-#include "services/sgfilterd/message_scanner.h"
+#include "common/scanner_client.h"
 #include "services/sgfilterd/sgfilterd_server.h"
 
 ABSL_FLAG(std::string, port_file, "",
@@ -60,8 +60,8 @@ int main(int argc, char** argv) {
   const auto& scan_timeout = cfg.proto.global().scan_timeout();
   absl::Duration deadline =
       absl::Seconds(scan_timeout.seconds()) + absl::Nanoseconds(scan_timeout.nanos());
-  std::unique_ptr<sagator::sgfilterd::MessageScanner> scanner =
-      sagator::sgfilterd::NewGrpcMessageScanner(target, deadline, options.max_message_size);
+  std::unique_ptr<sagator::ScannerClient> scanner =
+      sagator::NewGrpcScannerClient(target, deadline, options.max_message_size);
 
   sagator::sgfilterd::SgfilterdServer server(options, scanner.get());
   absl::Status started = server.Start();
@@ -79,12 +79,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  int sig = 0;
-  sigwait(&set, &sig);
+  int sig = sagator::WaitForTerminationSignal();
   LOG(INFO) << "signal " << sig << ": stopping";
   server.Shutdown();
   LOG(INFO) << "stopped";

@@ -43,7 +43,7 @@ std::string ShortScanFailure(const absl::Status& status) {
   }
 }
 
-FilterResult FilterMessage(MessageScanner& scanner, FilterRequest request) {
+FilterResult FilterMessage(ScannerClient& scanner, FilterRequest request) {
   scanner::v1::ScanHeader header;
   header.set_chain(request.chain);
   *header.mutable_envelope() = request.envelope;
@@ -51,7 +51,7 @@ FilterResult FilterMessage(MessageScanner& scanner, FilterRequest request) {
   header.set_gateway(kGatewayName);
 
   FilterResult out;
-  absl::StatusOr<ScanResult> scan = scanner.Scan(header, request.message);
+  absl::StatusOr<ScanReply> scan = scanner.Scan(header, request.message);
   if (!scan.ok()) {
     out.code = 451;
     out.text = ShortScanFailure(scan.status());

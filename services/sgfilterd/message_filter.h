@@ -1,4 +1,4 @@
-// sgfilterd's domain core: scans one message through a MessageScanner and decides
+// sgfilterd's domain core: scans one message through a ScannerClient and decides
 // what goes back to the sgfilter client. The verdict-to-reply mapping of this
 // gateway lives here and only here:
 //
@@ -17,7 +17,7 @@
 // procmail recipes match with ^X-Sagator-Status: . ; any X-Sagator-Status field the
 // message already had is removed, so only this scan's result is there.
 //
-// Thread-safe when the MessageScanner is; blocks for the duration of the scan.
+// Thread-safe when the ScannerClient is; blocks for the duration of the scan.
 #ifndef SAGATOR_SERVICES_SGFILTERD_MESSAGE_FILTER_H_
 #define SAGATOR_SERVICES_SGFILTERD_MESSAGE_FILTER_H_
 
@@ -25,7 +25,7 @@
 
 #include "absl/status/status.h"
 #include "sagator/common/v1/common.pb.h"
-#include "services/sgfilterd/message_scanner.h"
+#include "common/scanner_client.h"
 
 namespace sagator::sgfilterd {
 
@@ -63,7 +63,7 @@ int CodeForOutcome(common::v1::Outcome outcome);
 std::string ShortScanFailure(const absl::Status& status);
 
 // Scans and builds the reply. Never throws; scan failures become 451.
-FilterResult FilterMessage(MessageScanner& scanner, FilterRequest request);
+FilterResult FilterMessage(ScannerClient& scanner, FilterRequest request);
 
 }  // namespace sagator::sgfilterd
 

@@ -9,7 +9,7 @@
 namespace sagator::sgfilterd {
 namespace {
 
-using testing::FakeMessageScanner;
+using testing::FakeScannerClient;
 using ::testing::HasSubstr;
 using testing::kEicarString;
 using ::testing::StartsWith;
@@ -33,7 +33,7 @@ TEST(CodeForOutcome, MapsEveryOutcome) {
 }
 
 TEST(FilterMessage, CleanMailGetsTheVerdictHeadersAndNoStatus) {
-  FakeMessageScanner scanner;
+  FakeScannerClient scanner;
   FilterResult r = FilterMessage(scanner, Request("Subject: hi\r\n\r\nbody\r\n"));
   EXPECT_EQ(r.code, 250);
   EXPECT_EQ(r.text, "OK");
@@ -50,7 +50,7 @@ TEST(FilterMessage, CleanMailGetsTheVerdictHeadersAndNoStatus) {
 }
 
 TEST(FilterMessage, DetectedMailGetsStatusHeader) {
-  FakeMessageScanner scanner;
+  FakeScannerClient scanner;
   FilterResult r = FilterMessage(scanner, Request("Subject: v\n\n" + kEicarString + "\n"));
   EXPECT_EQ(r.code, 550);
   EXPECT_DOUBLE_EQ(r.level, 1.0);
@@ -62,7 +62,7 @@ TEST(FilterMessage, DetectedMailGetsStatusHeader) {
 }
 
 TEST(FilterMessage, ForgedStatusIsRemoved) {
-  FakeMessageScanner scanner;
+  FakeScannerClient scanner;
   FilterResult r =
       FilterMessage(scanner, Request("X-Sagator-Status: Fake 9.00\nSubject: s\n\nbody\n"));
   EXPECT_EQ(r.code, 250);
@@ -74,7 +74,7 @@ TEST(FilterMessage, ForgedStatusIsRemoved) {
 }
 
 TEST(FilterMessage, ForcedPassIsDetectedMail) {
-  FakeMessageScanner scanner;
+  FakeScannerClient scanner;
   FilterResult r = FilterMessage(scanner, Request("Subject: s\n\nFORCE-ME\n"));
   EXPECT_EQ(r.code, 251);
   EXPECT_EQ(r.text, "Forced");
@@ -82,12 +82,12 @@ TEST(FilterMessage, ForcedPassIsDetectedMail) {
 }
 
 TEST(FilterMessage, NotScannedForcedPassHasNoStatus) {
-  FakeMessageScanner scanner;
+  FakeScannerClient scanner;
   scanner.SetHandler([](const scanner::v1::ScanHeader&, const std::string&) {
-    ScanResult r;
+    ScanReply r;
     r.verdict.set_outcome(common::v1::FORCED_PASS);
     r.verdict.set_not_scanned(true);
-    return absl::StatusOr<ScanResult>(r);
+    return absl::StatusOr<ScanReply>(r);
   });
   FilterResult r = FilterMessage(scanner, Request("Subject: s\n\nbig\n"));
   EXPECT_EQ(r.code, 251);
@@ -96,7 +96,7 @@ TEST(FilterMessage, NotScannedForcedPassHasNoStatus) {
 }
 
 TEST(FilterMessage, RewrittenMessageReplacesTheOriginal) {
-  FakeMessageScanner scanner;
+  FakeScannerClient scanner;
   FilterResult r = FilterMessage(scanner, Request("Subject: s\n\nREWRITE-ME\n"));
   EXPECT_EQ(r.code, 250);
   EXPECT_EQ(r.message,
@@ -106,7 +106,7 @@ TEST(FilterMessage, RewrittenMessageReplacesTheOriginal) {
 }
 
 TEST(FilterMessage, TempfailSendsNoMessage) {
-  FakeMessageScanner scanner;
+  FakeScannerClient scanner;
   FilterResult r = FilterMessage(scanner, Request("Subject: s\n\nTEMPFAIL-ME\n"));
   EXPECT_EQ(r.code, 451);
   EXPECT_EQ(r.text, "engine broken");
@@ -114,9 +114,9 @@ TEST(FilterMessage, TempfailSendsNoMessage) {
 }
 
 TEST(FilterMessage, UnspecifiedOutcomeIsTempfail) {
-  FakeMessageScanner scanner;
+  FakeScannerClient scanner;
   scanner.SetHandler([](const scanner::v1::ScanHeader&, const std::string&) {
-    return absl::StatusOr<ScanResult>(ScanResult{});
+    return absl::StatusOr<ScanReply>(ScanReply{});
   });
   FilterResult r = FilterMessage(scanner, Request("Subject: s\n\nx\n"));
   EXPECT_EQ(r.code, 451);
@@ -125,9 +125,9 @@ TEST(FilterMessage, UnspecifiedOutcomeIsTempfail) {
 }
 
 TEST(FilterMessage, ScanFailuresBecomeShortTempfails) {
-  FakeMessageScanner scanner;
+  FakeScannerClient scanner;
   scanner.SetHandler([](const scanner::v1::ScanHeader&, const std::string&) {
-    return absl::StatusOr<ScanResult>(absl::UnavailableError("connect: refused 127.0.0.1:1"));
+    return absl::StatusOr<ScanReply>(absl::UnavailableError("connect: refused 127.0.0.1:1"));
   });
   FilterResult r = FilterMessage(scanner, Request("Subject: s\n\nx\n"));
   EXPECT_EQ(r.code, 451);

@@ -113,7 +113,7 @@ SgfilterdOptions OptionsFromConfig(const config::v1::Config& config,
 
 class SgfilterdServer::Impl {
  public:
-  Impl(SgfilterdOptions options, MessageScanner* scanner)
+  Impl(SgfilterdOptions options, ScannerClient* scanner)
       : opt_(std::move(options)), scanner_(scanner) {}
 
   ~Impl() { Shutdown(); }
@@ -533,7 +533,7 @@ class SgfilterdServer::Impl {
   }
 
   const SgfilterdOptions opt_;
-  MessageScanner* const scanner_;
+  ScannerClient* const scanner_;
   Counters counters_;
   std::atomic<int64_t> active_{0};
   std::atomic<int64_t> buffered_{0};
@@ -551,7 +551,7 @@ class SgfilterdServer::Impl {
   std::thread io_thread_;
 };
 
-SgfilterdServer::SgfilterdServer(SgfilterdOptions options, MessageScanner* scanner)
+SgfilterdServer::SgfilterdServer(SgfilterdOptions options, ScannerClient* scanner)
     : impl_(std::make_unique<Impl>(std::move(options), scanner)) {}
 
 SgfilterdServer::~SgfilterdServer() = default;

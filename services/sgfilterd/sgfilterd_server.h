@@ -25,7 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "sagator/config/v1/config.pb.h"
-#include "services/sgfilterd/message_scanner.h"
+#include "common/scanner_client.h"
 
 namespace sagator::sgfilterd {
 
@@ -75,7 +75,7 @@ struct SgfilterdStats {
 class SgfilterdServer {
  public:
   // `scanner` must outlive the server.
-  SgfilterdServer(SgfilterdOptions options, MessageScanner* scanner);
+  SgfilterdServer(SgfilterdOptions options, ScannerClient* scanner);
   ~SgfilterdServer();
   SgfilterdServer(const SgfilterdServer&) = delete;
   SgfilterdServer& operator=(const SgfilterdServer&) = delete;

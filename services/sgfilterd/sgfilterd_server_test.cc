@@ -1,5 +1,5 @@
 // SgfilterdServer in-process, over real loopback sockets, with the in-memory
-// FakeMessageScanner in place of scanner-svc. The tests that run the real binaries
+// FakeScannerClient in place of scanner-svc. The tests that run the real binaries
 // (and the real scanner-svc) are in sgfilterd_e2e_test.cc.
 #include "services/sgfilterd/sgfilterd_server.h"
 
@@ -22,7 +22,7 @@ namespace {
 
 using testing::ConnectLocal;
 using testing::Exchange;
-using testing::FakeMessageScanner;
+using testing::FakeScannerClient;
 using testing::FirstLine;
 using ::testing::HasSubstr;
 using testing::kEicarString;
@@ -57,7 +57,7 @@ class SgfilterdServerTest : public ::testing::Test {
     if (server_) server_->Shutdown();
   }
 
-  FakeMessageScanner scanner_;
+  FakeScannerClient scanner_;
   std::unique_ptr<SgfilterdServer> server_;
   int port_ = 0;
 };
@@ -102,12 +102,12 @@ TEST_F(SgfilterdServerTest, AnswersEveryOutcome) {
 
 TEST_F(SgfilterdServerTest, ScannerFailureIsTempfailWithShortReason) {
   scanner_.SetHandler([](const scanner::v1::ScanHeader&, const std::string&) {
-    return absl::StatusOr<ScanResult>(absl::UnavailableError("failed to connect to all addresses"));
+    return absl::StatusOr<ScanReply>(absl::UnavailableError("failed to connect to all addresses"));
   });
   StartServer(Options());
   EXPECT_EQ(Exchange(port_, Transaction(kClean)), "451 0.00 scanner unavailable\n");
   scanner_.SetHandler([](const scanner::v1::ScanHeader&, const std::string&) {
-    return absl::StatusOr<ScanResult>(absl::DeadlineExceededError("Deadline Exceeded"));
+    return absl::StatusOr<ScanReply>(absl::DeadlineExceededError("Deadline Exceeded"));
   });
   EXPECT_EQ(Exchange(port_, Transaction(kClean)), "451 0.00 scan timeout\n");
 }
@@ -285,9 +285,9 @@ TEST_F(SgfilterdServerTest, ScansRunAtMostPreforkAtOnce) {
     }
     absl::SleepFor(absl::Milliseconds(50));
     --running;
-    ScanResult r;
+    ScanReply r;
     r.verdict.set_outcome(common::v1::PASS);
-    return absl::StatusOr<ScanResult>(r);
+    return absl::StatusOr<ScanReply>(r);
   });
   SgfilterdOptions o = Options();
   o.prefork = 3;

@@ -173,11 +173,8 @@ int Main() {
   if (!svc.Start().ok()) return 1;
   auto port = testing::WaitForPortFile(dir + "/port", absl::Seconds(60));
   if (!port.ok()) return 1;
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", *port),
-                                           grpc::InsecureChannelCredentials(), args);
-  ScannerClient client(channel);
+  std::unique_ptr<ScannerClient> client = NewGrpcScannerClient(
+      absl::StrCat("127.0.0.1:", *port), absl::Seconds(60), 20 << 20);
   int64_t rss_idle = testing::ResidentBytes(svc.pid());
 
   printf("SAGATOR scan benchmark: %d concurrent scans, %.1f s per run, unique messages, "
@@ -207,7 +204,8 @@ int Main() {
       scanner::v1::ScanHeader header;
       header.set_chain("default");
       header.set_gateway("bench");
-      auto r = client.Scan(header, m, absl::Seconds(60));
+      header.set_size(m.size());
+      auto r = client->Scan(header, m);
       return r.ok() && r->verdict.outcome() == common::v1::PASS;
     });
     Figures clamd_f = Measure(conc, seconds, c3, [&](const std::string& m) {

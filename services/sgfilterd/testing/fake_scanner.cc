@@ -24,8 +24,8 @@ void AddEdit(scanner::v1::Verdict& v, const std::string& name, const std::string
 }  // namespace
 
 ScanHandler PatternVerdicts() {
-  return [](const ScanHeader& header, const std::string& message) -> absl::StatusOr<ScanResult> {
-    ScanResult r;
+  return [](const ScanHeader& header, const std::string& message) -> absl::StatusOr<ScanReply> {
+    ScanReply r;
     scanner::v1::Verdict& v = r.verdict;
     v.set_sagator_id("20240101-000000-0001-00001-AbCdEf@test");
     AddEdit(v, "X-Sagator-ID", v.sagator_id());
@@ -58,19 +58,19 @@ ScanHandler PatternVerdicts() {
   };
 }
 
-FakeMessageScanner::FakeMessageScanner() : handler_(PatternVerdicts()) {}
+FakeScannerClient::FakeScannerClient() : handler_(PatternVerdicts()) {}
 
-void FakeMessageScanner::SetHandler(ScanHandler handler) {
+void FakeScannerClient::SetHandler(ScanHandler handler) {
   absl::MutexLock lock(&mu_);
   handler_ = std::move(handler);
 }
 
-void FakeMessageScanner::SetDelay(absl::Duration delay) {
+void FakeScannerClient::SetDelay(absl::Duration delay) {
   absl::MutexLock lock(&mu_);
   delay_ = delay;
 }
 
-absl::StatusOr<ScanResult> FakeMessageScanner::Scan(const ScanHeader& header,
+absl::StatusOr<ScanReply> FakeScannerClient::Scan(const ScanHeader& header,
                                                     absl::string_view message) {
   ScanHandler handler;
   absl::Duration delay;
@@ -92,22 +92,22 @@ absl::StatusOr<ScanResult> FakeMessageScanner::Scan(const ScanHeader& header,
   return handler(header, std::string(message));
 }
 
-void FakeMessageScanner::CancelAll() {
+void FakeScannerClient::CancelAll() {
   absl::MutexLock lock(&mu_);
   cancelled_ = true;
 }
 
-int FakeMessageScanner::calls() const {
+int FakeScannerClient::calls() const {
   absl::MutexLock lock(&mu_);
   return calls_;
 }
 
-ScanHeader FakeMessageScanner::last_header() const {
+ScanHeader FakeScannerClient::last_header() const {
   absl::MutexLock lock(&mu_);
   return last_header_;
 }
 
-std::string FakeMessageScanner::last_message() const {
+std::string FakeScannerClient::last_message() const {
   absl::MutexLock lock(&mu_);
   return last_message_;
 }
@@ -171,7 +171,7 @@ grpc::Status FakeScannerService::Scan(grpc::ServerContext* context,
   absl::Time until = absl::Now() + delay;
   while (absl::Now() < until && !context->IsCancelled()) absl::SleepFor(absl::Milliseconds(5));
   if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
-  absl::StatusOr<ScanResult> r = handler_(header, message);
+  absl::StatusOr<ScanReply> r = handler_(header, message);
   if (!r.ok()) {
     return grpc::Status(static_cast<grpc::StatusCode>(r.status().code()),
                         std::string(r.status().message()));

@@ -1,11 +1,11 @@
 // In-memory fakes of scanner-svc for sgfilterd's tests.
 //
-// FakeMessageScanner implements the MessageScanner seam directly (no gRPC);
+// FakeScannerClient implements the ScannerClient seam directly (no gRPC);
 // FakeScannerService is a real gRPC ScannerService on a loopback port, for tests that
 // run the sgfilterd binary. Both answer through a ScanHandler; PatternVerdicts is one
 // that behaves like a string_scan chain: EICAR's test string is REJECTed.
 //
-//   FakeMessageScanner scanner;                   // clean by default
+//   FakeScannerClient scanner;                   // clean by default
 //   scanner.SetHandler(PatternVerdicts());
 //
 // Thread-safe.
@@ -22,11 +22,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "sagator/scanner/v1/scanner.grpc.pb.h"
-#include "services/sgfilterd/message_scanner.h"
+#include "common/scanner_client.h"
 
 namespace sagator::sgfilterd::testing {
 
-using ScanHandler = std::function<absl::StatusOr<ScanResult>(const scanner::v1::ScanHeader& header,
+using ScanHandler = std::function<absl::StatusOr<ScanReply>(const scanner::v1::ScanHeader& header,
                                                              const std::string& message)>;
 
 // The test string in EICAR's test file (split so this file is not itself detected).
@@ -40,14 +40,14 @@ inline const std::string kEicarString = std::string("EICAR-STANDARD-") + "ANTIVI
 // Mail with "REWRITE-ME": PASS, message rewritten to "Subject: rewritten\n\nnew body\n".
 ScanHandler PatternVerdicts();
 
-class FakeMessageScanner : public MessageScanner {
+class FakeScannerClient : public ScannerClient {
  public:
-  FakeMessageScanner();
+  FakeScannerClient();
   void SetHandler(ScanHandler handler);
   // Each scan sleeps this long first (to hold scans in flight).
   void SetDelay(absl::Duration delay);
 
-  absl::StatusOr<ScanResult> Scan(const scanner::v1::ScanHeader& header,
+  absl::StatusOr<ScanReply> Scan(const scanner::v1::ScanHeader& header,
                                   absl::string_view message) override;
   void CancelAll() override;
 
