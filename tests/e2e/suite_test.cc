@@ -160,6 +160,31 @@ TEST_F(SuiteTest, EicarThroughARealClamdIsRejectedToo) {
   EXPECT_THAT(clean.out, HasSubstr("X-Sagator-Scanner: 2.0.0-cpp at suite.example; clamd()"));
 }
 
+TEST_F(SuiteTest, SgfilterFindsSgfilterdThroughTheSuiteConfig) {
+  const std::string cfg = *dir_ + "/sagator.yaml";
+  testing::CommandResult ok = testing::RunCommand(
+      {Sgfilter(), "--check-config", "--config", cfg}, "");
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("configuration OK"));
+  testing::CommandResult r = testing::RunCommand(
+      {Sgfilter(), "--config", cfg, "--service", "sg-clamd", "-c"}, Mail("virus", kEicar));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("clamd()"));
+
+  const std::string bad = *dir_ + "/bad.yaml";
+  testing::WriteFile(bad, "services:\n  - sgfilterd: {scanners: nope}\n");
+  testing::CommandResult check = testing::RunCommand(
+      {Sgfilter(), "--check-config", "--config", bad}, "");
+  EXPECT_EQ(check.exit_code, 2);
+  EXPECT_THAT(check.err, HasSubstr("bad.yaml:2:27: services[0].sgfilterd.scanners: unknown chain"));
+  // Without --check-config a broken file must not lose the mail.
+  std::string mail = Mail("hello", "body");
+  testing::CommandResult safe = testing::RunCommand({Sgfilter(), "--config", bad}, mail);
+  EXPECT_EQ(safe.exit_code, 0);
+  EXPECT_EQ(safe.out, mail);
+  EXPECT_EQ(testing::RunCommand({Sgfilter(), "--config", bad, "-x"}, mail).exit_code, 65);
+}
+
 TEST_F(SuiteTest, UnreachableSgfilterdPassesTheMailUnchangedOrExits65) {
   int dead = testing::PickFreePort();
   std::string mail = Mail("hello", "body");
