@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "scanner-svc/engine/combinators.h"
+#include "tests/harness/test_mail.h"
 
 namespace sagator {
 namespace {
@@ -17,8 +18,7 @@ using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::StartsWith;
 
-constexpr char kEicar[] =
-    "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+using ::sagator::testing::kEicar;
 
 std::string SignatureDir() {
   return absl::StrCat(std::getenv("TEST_SRCDIR"), "/sagator/data/clamav");

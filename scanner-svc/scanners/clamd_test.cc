@@ -22,6 +22,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/harness/clamd_daemon.h"
+#include "tests/harness/test_mail.h"
 
 namespace sagator::scanners {
 namespace {
@@ -29,8 +30,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-constexpr char kEicar[] =
-    R"(X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*)";
+using ::sagator::testing::kEicar;
 static_assert(sizeof(kEicar) - 1 == 68, "EICAR is 68 bytes");
 
 std::string Mail(absl::string_view body) {

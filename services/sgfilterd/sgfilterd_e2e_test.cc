@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "services/sgfilterd/testing/test_util.h"
 #include "tests/harness/subprocess.h"
+#include "tests/harness/test_mail.h"
 
 namespace sagator::sgfilterd {
 namespace {
@@ -51,8 +52,7 @@ using ::testing::StartsWith;
 using testing::Transaction;
 
 // Split so that this source file is not itself detected by a virus scanner.
-const std::string kEicar =
-    std::string("X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-") + "ANTIVIRUS-TEST-FILE!$H+H*";
+const std::string kEicar = ::sagator::testing::kEicar;
 const char kClean[] =
     "Received: from client.example.org\n\tby mx.example.org; Mon, 1 Jan 2024 00:00:00 +0000\n"
     "From: alice@example.org\nTo: bob@example.org\nSubject: hello\n\nJust a clean body.\n";

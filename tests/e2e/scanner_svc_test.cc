@@ -18,6 +18,7 @@
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "sagator/scanner/v1/scanner.grpc.pb.h"
 #include "tests/harness/subprocess.h"
+#include "tests/harness/test_mail.h"
 
 namespace sagator {
 namespace {
@@ -27,8 +28,7 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using testing::RunfilePath;
 
-constexpr char kEicar[] =
-    "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+using ::sagator::testing::kEicar;
 
 // A TCP listener that accepts and never answers: a hung clamd.
 class SilentListener {

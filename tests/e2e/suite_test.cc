@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "tests/harness/clamd_daemon.h"
 #include "tests/harness/subprocess.h"
+#include "tests/harness/test_mail.h"
 
 namespace sagator {
 namespace {
@@ -26,8 +27,7 @@ using ::testing::Not;
 using ::testing::StartsWith;
 using testing::RunfilePath;
 
-constexpr char kEicar[] =
-    "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+using ::sagator::testing::kEicar;
 
 std::string Mail(absl::string_view subject, absl::string_view body) {
   return absl::StrCat("From: sender@example.org\nTo: user@example.org\nSubject: ", subject,
