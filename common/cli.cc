@@ -17,7 +17,21 @@ ABSL_FLAG(std::string, service, "",
           "Name of this process's entry in the services list (default: the first "
           "entry of this binary's kind)");
 
+ABSL_FLAG(std::string, port_file, "",
+          "Write the bound port to this file once listening (useful with port 0)");
+
 namespace sagator {
+
+bool WritePortFile(int port) {
+  std::string path = absl::GetFlag(FLAGS_port_file);
+  if (path.empty()) return true;
+  std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr) return false;
+  bool ok = std::fprintf(f, "%d\n", port) > 0;
+  ok = std::fclose(f) == 0 && ok;
+  return ok && std::rename(tmp.c_str(), path.c_str()) == 0;
+}
 
 // Abseil flag names use underscores; accept the dashed spelling too
 // (--check-config is --check_config), as operators type both.

@@ -21,6 +21,7 @@
 ABSL_DECLARE_FLAG(std::string, config);
 ABSL_DECLARE_FLAG(bool, check_config);
 ABSL_DECLARE_FLAG(std::string, service);
+ABSL_DECLARE_FLAG(std::string, port_file);
 
 namespace sagator {
 
@@ -33,6 +34,11 @@ std::vector<char*> InitFlagsAndLogging(int argc, char** argv, absl::string_view 
 // arguments when not null.
 LoadedConfig InitBinary(int argc, char** argv, absl::string_view usage,
                         std::vector<char*>* positional = nullptr);
+
+// Writes `port` to the --port_file path, when one was given (tests start servers on
+// port 0 and read the bound port there). Writes a temporary file and renames it, so
+// a reader never sees a partial number. False when the file cannot be written.
+bool WritePortFile(int port);
 
 }  // namespace sagator
 

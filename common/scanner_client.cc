@@ -105,6 +105,25 @@ class GrpcScannerClient : public ScannerClient {
     return result;
   }
 
+  absl::StatusOr<scanner::v1::PolicyResponse> CheckPolicy(
+      const scanner::v1::PolicyRequest& request) override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
+    {
+      absl::MutexLock lock(&mu_);
+      if (cancelled_) return absl::CancelledError("the gateway is shutting down");
+      active_.insert(&ctx);
+    }
+    absl::Cleanup forget = [&] {
+      absl::MutexLock lock(&mu_);
+      active_.erase(&ctx);
+    };
+    scanner::v1::PolicyResponse response;
+    grpc::Status st = stub_->CheckPolicy(&ctx, request, &response);
+    if (!st.ok()) return FromGrpcStatus(st);
+    return response;
+  }
+
   void CancelAll() override {
     absl::MutexLock lock(&mu_);
     cancelled_ = true;

@@ -8,7 +8,7 @@
 //
 // Scan blocks (one gRPC call with a deadline): gateways call it on their scan
 // threads, never on an I/O thread. Thread-safe: Scan may run on many threads at once.
-// services/sgfilterd/testing/fake_scanner.h has an in-memory fake.
+// common/testing/fake_scanner.h has an in-memory fake.
 #ifndef SAGATOR_COMMON_SCANNER_CLIENT_H_
 #define SAGATOR_COMMON_SCANNER_CLIENT_H_
 
@@ -37,6 +37,11 @@ class ScannerClient {
   // unreachable, deadline, broken stream) returns its status.
   virtual absl::StatusOr<ScanReply> Scan(const scanner::v1::ScanHeader& header,
                                           absl::string_view message) = 0;
+
+  // Runs a policy chain at an SMTP stage (recipient_policy at RCPT). Same deadline
+  // and failure reporting as Scan.
+  virtual absl::StatusOr<scanner::v1::PolicyResponse> CheckPolicy(
+      const scanner::v1::PolicyRequest& request) = 0;
 
   // Cancels every call in flight and makes later calls fail with CANCELLED (used at
   // a gateway's shutdown, after its grace period).

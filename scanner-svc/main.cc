@@ -12,8 +12,6 @@
 #include "scanner-svc/chain_set.h"
 #include "scanner-svc/scanner_service.h"
 
-ABSL_FLAG(std::string, port_file, "",
-          "Write the bound port to this file once listening (useful with port 0)");
 
 int main(int argc, char** argv) {
   sagator::BlockShutdownSignals();
@@ -44,10 +42,9 @@ int main(int argc, char** argv) {
     LOG(ERROR) << s.message();
     return 1;
   }
-  if (std::string pf = absl::GetFlag(FLAGS_port_file); !pf.empty()) {
-    std::string tmp = pf + ".tmp";
-    std::ofstream(tmp) << runner.port() << "\n";
-    std::rename(tmp.c_str(), pf.c_str());
+  if (!sagator::WritePortFile(runner.port())) {
+    LOG(ERROR) << "cannot write " << absl::GetFlag(FLAGS_port_file);
+    return 1;
   }
   LOG(INFO) << "scanner-svc '" << (*svc)->name() << "' listening on " << runner.address()
             << " with " << threads << " scan slots; chains: "

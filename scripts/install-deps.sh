@@ -10,6 +10,7 @@ PKGS=(
   libyaml-cpp-dev libre2-dev libgoogle-glog-dev libgflags-dev libboost1.74-dev
   libclamav-dev clamav clamav-daemon libsqlite3-dev sqlite3
   python3-grpcio python3-grpc-tools procps
+  postfix swaks miltertest libmilter-dev clamsmtp clamav-milter
 )
 
 missing=()
@@ -23,6 +24,8 @@ echo "install-deps: installing ${missing[*]}" >&2
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
+# Postfix asks which configuration to install; the tests bring their own.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The clamav-daemon package may start a system clamd and freshclam; the project runs
@@ -30,4 +33,8 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if command -v service >/dev/null 2>&1; then
   $SUDO service clamav-daemon stop >/dev/null 2>&1 || true
   $SUDO service clamav-freshclam stop >/dev/null 2>&1 || true
+  # Postfix, ClamSMTP and clamav-milter are peers the tests start themselves.
+  $SUDO service postfix stop >/dev/null 2>&1 || true
+  $SUDO service clamsmtp stop >/dev/null 2>&1 || true
+  $SUDO service clamav-milter stop >/dev/null 2>&1 || true
 fi

@@ -27,6 +27,9 @@ struct KindBinary {
 constexpr KindBinary kServiceBinaries[] = {
     {Service::kScannerSvc, "scanner-svc"},
     {Service::kSgfilterd, "sgfilterd"},
+    {Service::kSmtpd, "smtpd"},
+    {Service::kLmtpd, "lmtpd"},
+    {Service::kMilter, "milter"},
 };
 
 absl::Duration ToDuration(const google::protobuf::Duration& d) {

@@ -15,23 +15,6 @@
 #include "common/scanner_client.h"
 #include "services/sgfilterd/sgfilterd_server.h"
 
-ABSL_FLAG(std::string, port_file, "",
-          "Write the bound port to this file once listening (useful with port 0)");
-
-namespace {
-
-// Writes via a temporary file and rename, so a reader never sees a partial port.
-bool WritePortFile(const std::string& path, int port) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << port << "\n";
-    if (!out.good()) return false;
-  }
-  return std::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   // Before any thread starts, so every thread inherits the blocked signals.
@@ -72,9 +55,8 @@ int main(int argc, char** argv) {
   LOG(INFO) << "sgfilterd '" << (*service)->name() << "' listening on " << options.host << ":"
             << server.port() << ", chain '" << options.chain << "', scanner-svc at " << target
             << ", prefork " << options.prefork << ", max_connections " << options.max_connections;
-  std::string port_file = absl::GetFlag(FLAGS_port_file);
-  if (!port_file.empty() && !WritePortFile(port_file, server.port())) {
-    LOG(ERROR) << "cannot write " << port_file;
+  if (!sagator::WritePortFile(server.port())) {
+    LOG(ERROR) << "cannot write " << absl::GetFlag(FLAGS_port_file);
     server.Shutdown();
     return 1;
   }

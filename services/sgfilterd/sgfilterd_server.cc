@@ -27,7 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
-#include "services/sgfilterd/message_filter.h"
+#include "common/message_filter.h"
 #include "services/sgfilterd/sgfilter_protocol.h"
 
 namespace sagator::sgfilterd {
@@ -461,7 +461,7 @@ class SgfilterdServer::Impl {
     env.mutable_client()->set_address(c->peer);
     env.mutable_client()->set_protocol("sgfilter");
     *env.mutable_received_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
-    FilterRequest request{opt_.chain, std::move(env), std::move(message)};
+    FilterRequest request{"sgfilterd", opt_.chain, std::move(env), std::move(message)};
     const Clock::time_point scan_start = Clock::now();
     auto scan = [this, request = std::move(request)]() mutable {
       return FilterMessage(*scanner_, std::move(request));

@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/sgfilterd/testing/fake_scanner.h"
+#include "common/testing/fake_scanner.h"
 #include "services/sgfilterd/testing/test_util.h"
 
 namespace sagator::sgfilterd {
@@ -22,10 +22,10 @@ namespace {
 
 using testing::ConnectLocal;
 using testing::Exchange;
-using testing::FakeScannerClient;
+using sagator::testing::FakeScannerClient;
 using testing::FirstLine;
 using ::testing::HasSubstr;
-using testing::kEicarString;
+using sagator::testing::kEicarString;
 using ::testing::MatchesRegex;
 using testing::ReadUntilClose;
 using testing::SendAll;

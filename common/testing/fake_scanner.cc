@@ -1,11 +1,11 @@
-#include "services/sgfilterd/testing/fake_scanner.h"
+#include "common/testing/fake_scanner.h"
 
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
-namespace sagator::sgfilterd::testing {
+namespace sagator::testing {
 
 using common::v1::HeaderEdit;
 using scanner::v1::ScanHeader;
@@ -92,6 +92,33 @@ absl::StatusOr<ScanReply> FakeScannerClient::Scan(const ScanHeader& header,
   return handler(header, std::string(message));
 }
 
+void FakeScannerClient::SetPolicyHandler(PolicyHandler handler) {
+  absl::MutexLock lock(&mu_);
+  policy_handler_ = std::move(handler);
+}
+
+absl::StatusOr<scanner::v1::PolicyResponse> FakeScannerClient::CheckPolicy(
+    const scanner::v1::PolicyRequest& request) {
+  PolicyHandler handler;
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_) return absl::CancelledError("cancelled");
+    ++policy_calls_;
+    handler = policy_handler_;
+  }
+  if (!handler) {
+    scanner::v1::PolicyResponse pass;
+    pass.set_outcome(common::v1::PASS);
+    return pass;
+  }
+  return handler(request);
+}
+
+int FakeScannerClient::policy_calls() const {
+  absl::MutexLock lock(&mu_);
+  return policy_calls_;
+}
+
 void FakeScannerClient::CancelAll() {
   absl::MutexLock lock(&mu_);
   cancelled_ = true;
@@ -147,6 +174,49 @@ void FakeScannerService::SetDelay(absl::Duration delay) {
   delay_ = delay;
 }
 
+void FakeScannerService::SetPolicyHandler(PolicyHandler handler) {
+  absl::MutexLock lock(&mu_);
+  policy_handler_ = std::move(handler);
+}
+
+int FakeScannerService::policy_calls() const {
+  absl::MutexLock lock(&mu_);
+  return policy_calls_;
+}
+
+scanner::v1::PolicyRequest FakeScannerService::last_policy_request() const {
+  absl::MutexLock lock(&mu_);
+  return last_policy_request_;
+}
+
+grpc::Status FakeScannerService::CheckPolicy(grpc::ServerContext* context,
+                                             const scanner::v1::PolicyRequest* request,
+                                             scanner::v1::PolicyResponse* response) {
+  PolicyHandler handler;
+  absl::Duration delay;
+  {
+    absl::MutexLock lock(&mu_);
+    ++policy_calls_;
+    last_policy_request_ = *request;
+    handler = policy_handler_;
+    delay = delay_;
+  }
+  absl::Time until = absl::Now() + delay;
+  while (absl::Now() < until && !context->IsCancelled()) absl::SleepFor(absl::Milliseconds(5));
+  if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+  if (!handler) {
+    response->set_outcome(common::v1::PASS);
+    return grpc::Status::OK;
+  }
+  absl::StatusOr<scanner::v1::PolicyResponse> r = handler(*request);
+  if (!r.ok()) {
+    return grpc::Status(static_cast<grpc::StatusCode>(r.status().code()),
+                        std::string(r.status().message()));
+  }
+  *response = *r;
+  return grpc::Status::OK;
+}
+
 grpc::Status FakeScannerService::Scan(grpc::ServerContext* context,
                                       grpc::ServerReaderWriter<ScanResponse, ScanRequest>* stream) {
   ScanRequest req;
@@ -187,4 +257,4 @@ grpc::Status FakeScannerService::Scan(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-}  // namespace sagator::sgfilterd::testing
+}  // namespace sagator::testing

@@ -1,4 +1,4 @@
-#include "services/sgfilterd/message_filter.h"
+#include "common/message_filter.h"
 
 #include <utility>
 #include <vector>
@@ -6,7 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "common/mail_headers.h"
 
-namespace sagator::sgfilterd {
+namespace sagator {
 
 using common::v1::HeaderEdit;
 using common::v1::Outcome;
@@ -43,26 +43,21 @@ std::string ShortScanFailure(const absl::Status& status) {
   }
 }
 
-FilterResult FilterMessage(ScannerClient& scanner, FilterRequest request) {
-  scanner::v1::ScanHeader header;
-  header.set_chain(request.chain);
-  *header.mutable_envelope() = request.envelope;
-  header.set_size(static_cast<int64_t>(request.message.size()));
-  header.set_gateway(kGatewayName);
-
-  FilterResult out;
-  absl::StatusOr<ScanReply> scan = scanner.Scan(header, request.message);
+FilterDecision DecideOnScan(absl::StatusOr<ScanReply> scan) {
+  FilterDecision out;
   if (!scan.ok()) {
     out.code = 451;
     out.text = ShortScanFailure(scan.status());
     out.scan_status = scan.status();
     return out;
   }
-  const scanner::v1::Verdict& v = scan->verdict;
+  scanner::v1::Verdict& v = scan->verdict;
   out.code = CodeForOutcome(v.outcome());
   out.level = v.level();
   out.detection = v.detection();
   out.sagator_id = v.sagator_id();
+  out.not_scanned = v.not_scanned();
+  out.reply_text = v.reply_text();
   if (out.code == 451) {
     if (v.outcome() == common::v1::OUTCOME_UNSPECIFIED) {
       out.text = "scanner-svc gave no outcome";
@@ -73,27 +68,53 @@ FilterResult FilterMessage(ScannerClient& scanner, FilterRequest request) {
   }
   out.text = v.detection().empty() ? "OK" : v.detection();
 
-  bool detected =
+  out.detected =
       v.level() >= 1.0 || v.outcome() == common::v1::REJECT || v.outcome() == common::v1::DROP;
   // A status the message already had (forged, or from an earlier scan) goes first;
   // this scan's status follows the verdict's own headers, at the top.
-  std::vector<HeaderEdit> edits;
+  std::vector<HeaderEdit>& edits = out.header_edits;
   edits.reserve(v.header_edits_size() + 2);
   HeaderEdit& remove = edits.emplace_back();
   remove.set_kind(HeaderEdit::REMOVE);
   remove.set_name(kStatusHeader);
   edits.insert(edits.end(), v.header_edits().begin(), v.header_edits().end());
-  if (detected) {
+  if (out.detected) {
     HeaderEdit& status = edits.emplace_back();
     status.set_kind(HeaderEdit::REPLACE);
     status.set_name(kStatusHeader);
     status.set_value(
         absl::StrFormat("%s %.2f", v.detection().empty() ? "detected" : v.detection(), v.level()));
   }
-  const std::string& base = v.message_rewritten() ? scan->rewritten_message : request.message;
-  out.message = ApplyHeaderEdits(base, edits);
+  if (v.message_rewritten()) {
+    out.message_rewritten = true;
+    out.rewritten_message = std::move(scan->rewritten_message);
+  }
+  return out;
+}
+
+FilterDecision ScanAndDecide(ScannerClient& scanner, const FilterRequest& request) {
+  scanner::v1::ScanHeader header;
+  header.set_chain(request.chain);
+  *header.mutable_envelope() = request.envelope;
+  header.set_size(static_cast<int64_t>(request.message.size()));
+  header.set_gateway(request.gateway);
+  return DecideOnScan(scanner.Scan(header, request.message));
+}
+
+FilterResult FilterMessage(ScannerClient& scanner, FilterRequest request) {
+  FilterDecision d = ScanAndDecide(scanner, request);
+  FilterResult out;
+  out.code = d.code;
+  out.level = d.level;
+  out.text = std::move(d.text);
+  out.detection = std::move(d.detection);
+  out.sagator_id = std::move(d.sagator_id);
+  out.scan_status = std::move(d.scan_status);
+  if (out.code == 451) return out;
+  const std::string& base = d.message_rewritten ? d.rewritten_message : request.message;
+  out.message = ApplyHeaderEdits(base, d.header_edits);
   out.send_message = true;
   return out;
 }
 
-}  // namespace sagator::sgfilterd
+}  // namespace sagator

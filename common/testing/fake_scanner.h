@@ -1,16 +1,16 @@
-// In-memory fakes of scanner-svc for sgfilterd's tests.
+// In-memory fakes of scanner-svc for the gateways' tests.
 //
 // FakeScannerClient implements the ScannerClient seam directly (no gRPC);
 // FakeScannerService is a real gRPC ScannerService on a loopback port, for tests that
-// run the sgfilterd binary. Both answer through a ScanHandler; PatternVerdicts is one
+// run a gateway binary. Both answer through a ScanHandler; PatternVerdicts is one
 // that behaves like a string_scan chain: EICAR's test string is REJECTed.
 //
 //   FakeScannerClient scanner;                   // clean by default
 //   scanner.SetHandler(PatternVerdicts());
 //
 // Thread-safe.
-#ifndef SAGATOR_SERVICES_SGFILTERD_TESTING_FAKE_SCANNER_H_
-#define SAGATOR_SERVICES_SGFILTERD_TESTING_FAKE_SCANNER_H_
+#ifndef SAGATOR_COMMON_TESTING_FAKE_SCANNER_H_
+#define SAGATOR_COMMON_TESTING_FAKE_SCANNER_H_
 
 #include <grpcpp/grpcpp.h>
 
@@ -24,13 +24,16 @@
 #include "sagator/scanner/v1/scanner.grpc.pb.h"
 #include "common/scanner_client.h"
 
-namespace sagator::sgfilterd::testing {
+namespace sagator::testing {
 
 using ScanHandler = std::function<absl::StatusOr<ScanReply>(const scanner::v1::ScanHeader& header,
                                                              const std::string& message)>;
 
 // The test string in EICAR's test file (split so this file is not itself detected).
 inline const std::string kEicarString = std::string("EICAR-STANDARD-") + "ANTIVIRUS-TEST-FILE";
+
+using PolicyHandler = std::function<absl::StatusOr<scanner::v1::PolicyResponse>(
+    const scanner::v1::PolicyRequest& request)>;
 
 // Clean mail: PASS, level 0, with X-Sagator-ID and X-Sagator-Scanner edits.
 // Mail with kEicarString: REJECT, level 1, detection "EICAR-Test", same edits.
@@ -44,20 +47,27 @@ class FakeScannerClient : public ScannerClient {
  public:
   FakeScannerClient();
   void SetHandler(ScanHandler handler);
+  // CheckPolicy's answers; by default every request gets PASS.
+  void SetPolicyHandler(PolicyHandler handler);
   // Each scan sleeps this long first (to hold scans in flight).
   void SetDelay(absl::Duration delay);
 
   absl::StatusOr<ScanReply> Scan(const scanner::v1::ScanHeader& header,
                                   absl::string_view message) override;
+  absl::StatusOr<scanner::v1::PolicyResponse> CheckPolicy(
+      const scanner::v1::PolicyRequest& request) override;
   void CancelAll() override;
 
   int calls() const;
+  int policy_calls() const;
   scanner::v1::ScanHeader last_header() const;
   std::string last_message() const;
 
  private:
   mutable absl::Mutex mu_;
   ScanHandler handler_ ABSL_GUARDED_BY(mu_);
+  PolicyHandler policy_handler_ ABSL_GUARDED_BY(mu_);
+  int policy_calls_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Duration delay_ ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   int calls_ ABSL_GUARDED_BY(mu_) = 0;
@@ -77,7 +87,14 @@ class FakeScannerService : public scanner::v1::ScannerService::Service {
   int calls() const;
   scanner::v1::ScanHeader last_header() const;
   void SetDelay(absl::Duration delay);
+  // CheckPolicy's answers; by default every request gets PASS. Call before Start().
+  void SetPolicyHandler(PolicyHandler handler);
+  int policy_calls() const;
+  scanner::v1::PolicyRequest last_policy_request() const;
 
+  grpc::Status CheckPolicy(grpc::ServerContext* context,
+                           const scanner::v1::PolicyRequest* request,
+                           scanner::v1::PolicyResponse* response) override;
   grpc::Status Scan(grpc::ServerContext* context,
                     grpc::ServerReaderWriter<scanner::v1::ScanResponse, scanner::v1::ScanRequest>*
                         stream) override;
@@ -86,11 +103,14 @@ class FakeScannerService : public scanner::v1::ScannerService::Service {
   ScanHandler handler_;
   std::unique_ptr<grpc::Server> server_;
   mutable absl::Mutex mu_;
+  PolicyHandler policy_handler_ ABSL_GUARDED_BY(mu_);
+  int policy_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  scanner::v1::PolicyRequest last_policy_request_ ABSL_GUARDED_BY(mu_);
   int calls_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Duration delay_ ABSL_GUARDED_BY(mu_);
   scanner::v1::ScanHeader last_header_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace sagator::sgfilterd::testing
+}  // namespace sagator::testing
 
-#endif  // SAGATOR_SERVICES_SGFILTERD_TESTING_FAKE_SCANNER_H_
+#endif  // SAGATOR_COMMON_TESTING_FAKE_SCANNER_H_

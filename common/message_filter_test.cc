@@ -1,21 +1,22 @@
-#include "services/sgfilterd/message_filter.h"
+#include "common/message_filter.h"
 
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/sgfilterd/testing/fake_scanner.h"
+#include "common/testing/fake_scanner.h"
 
-namespace sagator::sgfilterd {
+namespace sagator {
 namespace {
 
-using testing::FakeScannerClient;
+using sagator::testing::FakeScannerClient;
 using ::testing::HasSubstr;
-using testing::kEicarString;
+using sagator::testing::kEicarString;
 using ::testing::StartsWith;
 
 FilterRequest Request(std::string message) {
   FilterRequest r;
+  r.gateway = "sgfilterd";
   r.chain = "default";
   r.envelope.set_sender("a@example.org");
   r.envelope.add_recipients("b@example.org");
@@ -138,5 +139,50 @@ TEST(FilterMessage, ScanFailuresBecomeShortTempfails) {
   EXPECT_EQ(ShortScanFailure(absl::InternalError("x")), "scan failed (INTERNAL)");
 }
 
+TEST(ScanAndDecide, ListsTheEditsInsteadOfApplyingThem) {
+  FakeScannerClient scanner;
+  FilterRequest request = Request("X-Sagator-Status: forged\nSubject: v\n\n" + kEicarString);
+  FilterDecision d = ScanAndDecide(scanner, request);
+  EXPECT_EQ(d.code, 550);
+  EXPECT_TRUE(d.detected);
+  EXPECT_EQ(d.detection, "EICAR-Test");
+  EXPECT_THAT(request.message, StartsWith("X-Sagator-Status: forged\n"));
+  ASSERT_EQ(d.header_edits.size(), 4u);
+  EXPECT_EQ(d.header_edits[0].kind(), common::v1::HeaderEdit::REMOVE);
+  EXPECT_EQ(d.header_edits[0].name(), "X-Sagator-Status");
+  EXPECT_EQ(d.header_edits[1].name(), "X-Sagator-ID");
+  EXPECT_EQ(d.header_edits[2].name(), "X-Sagator-Scanner");
+  EXPECT_EQ(d.header_edits[3].kind(), common::v1::HeaderEdit::REPLACE);
+  EXPECT_EQ(d.header_edits[3].value(), "EICAR-Test 1.00");
+  EXPECT_FALSE(d.message_rewritten);
+}
+
+TEST(ScanAndDecide, CleanMailIsNotDetectedAndKeepsTheRewrittenMessage) {
+  FakeScannerClient scanner;
+  FilterDecision clean = ScanAndDecide(scanner, Request("Subject: s\n\nbody\n"));
+  EXPECT_EQ(clean.code, 250);
+  EXPECT_FALSE(clean.detected);
+  EXPECT_EQ(clean.header_edits.size(), 3u);
+  FilterDecision rewritten = ScanAndDecide(scanner, Request("Subject: s\n\nREWRITE-ME\n"));
+  EXPECT_TRUE(rewritten.message_rewritten);
+  EXPECT_EQ(rewritten.rewritten_message, "Subject: rewritten\n\nnew body\n");
+}
+
+TEST(DecideOnScan, FailedCallsAndTempfailsCarryNoEdits) {
+  FilterDecision failed = DecideOnScan(absl::DeadlineExceededError("slow"));
+  EXPECT_EQ(failed.code, 451);
+  EXPECT_EQ(failed.text, "scan timeout");
+  EXPECT_EQ(failed.scan_status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(failed.header_edits.empty());
+  ScanReply tempfail;
+  tempfail.verdict.set_outcome(common::v1::TEMPFAIL);
+  tempfail.verdict.set_reply_text("4.3.0 engine down");
+  FilterDecision t = DecideOnScan(tempfail);
+  EXPECT_EQ(t.code, 451);
+  EXPECT_EQ(t.text, "4.3.0 engine down");
+  EXPECT_TRUE(t.scan_status.ok());
+  EXPECT_TRUE(t.header_edits.empty());
+}
+
 }  // namespace
-}  // namespace sagator::sgfilterd
+}  // namespace sagator
