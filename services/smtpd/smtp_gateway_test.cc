@@ -2,11 +2,6 @@
 // real Postfix smtp-sink as the next hop.
 #include "services/smtpd/smtp_gateway.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,96 +13,20 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/harness/postfix.h"
+#include "tests/harness/smtp_client.h"
 #include "tests/harness/subprocess.h"
 
 namespace sagator::smtpd {
 namespace {
 
 using harness::SinkMessage;
+using Client = harness::SmtpClient;
 using harness::SmtpSink;
 using sagator::testing::FakeScannerClient;
 using sagator::testing::kEicarString;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::StartsWith;
-
-// A plain SMTP client for the tests: one reply (all its lines) per Read.
-class Client {
- public:
-  explicit Client(int port) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa = {};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(static_cast<uint16_t>(port));
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-      close(fd_);
-      fd_ = -1;
-    }
-    int one = 1;
-    if (fd_ >= 0) setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    timeval tv = {30, 0};
-    if (fd_ >= 0) setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-  ~Client() {
-    if (fd_ >= 0) close(fd_);
-  }
-  bool ok() const { return fd_ >= 0; }
-
-  void Send(const std::string& data) {
-    size_t off = 0;
-    while (off < data.size()) {
-      ssize_t n = send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) return;
-      off += static_cast<size_t>(n);
-    }
-  }
-  // One whole reply, "" when the connection closed or timed out.
-  std::string Read() {
-    std::string reply;
-    for (;;) {
-      size_t nl;
-      while ((nl = buf_.find("\r\n")) != std::string::npos) {
-        std::string line = buf_.substr(0, nl + 2);
-        buf_.erase(0, nl + 2);
-        reply += line;
-        if (line.size() < 4 || line[3] != '-') return reply;
-      }
-      char tmp[4096];
-      ssize_t n = recv(fd_, tmp, sizeof tmp, 0);
-      if (n <= 0) return reply;
-      buf_.append(tmp, static_cast<size_t>(n));
-    }
-  }
-  std::string Command(const std::string& line) {
-    Send(line + "\r\n");
-    return Read();
-  }
-  // EHLO, MAIL, each RCPT, DATA, the message, "."; returns the final reply (or the
-  // first refusal).
-  std::string Deliver(const std::string& from, const std::vector<std::string>& to,
-                      const std::string& message) {
-    std::string r = Read();  // greeting
-    if (!absl::StartsWith(r, "220")) return r;
-    r = Command("EHLO client.test");
-    r = Command("MAIL FROM:<" + from + ">");
-    if (!absl::StartsWith(r, "250")) return r;
-    bool any = false;
-    for (const std::string& rcpt : to) {
-      r = Command("RCPT TO:<" + rcpt + ">");
-      any |= absl::StartsWith(r, "250");
-      if (!any && &rcpt == &to.back()) return r;
-    }
-    r = Command("DATA");
-    if (!absl::StartsWith(r, "354")) return r;
-    Send(message + ".\r\n");
-    return Read();
-  }
-
- private:
-  int fd_ = -1;
-  std::string buf_;
-};
 
 const char kClean[] = "From: a@example.org\r\nSubject: hello\r\n\r\nclean body\r\n";
 

@@ -34,6 +34,7 @@
 #include "scanner-svc/scanners/clamd.h"
 #include "scanner-svc/scanners/libclam.h"
 #include "tests/harness/clamd_daemon.h"
+#include "tests/bench/bench_util.h"
 #include "tests/harness/subprocess.h"
 
 ABSL_FLAG(double, seconds, 4.0, "Measuring time per size and contender");
@@ -44,77 +45,9 @@ namespace sagator {
 namespace {
 
 using testing::RunfilePath;
-
-struct Figures {
-  double msgs_per_s = 0;
-  double p50_ms = 0;
-  double p99_ms = 0;
-  int64_t count = 0;
-  int64_t errors = 0;
-};
-
-// A unique MIME message of about `size` bytes: a text part and a base64 attachment
-// of random bytes, like ordinary mail with a document attached.
-std::string MakeMessage(size_t size, absl::BitGen& gen, int64_t serial) {
-  std::string head = absl::StrCat(
-      "From: sender", serial, "@example.org\r\nTo: user@example.org\r\n",
-      "Subject: benchmark message ", serial, "\r\nMessage-ID: <", serial,
-      "@bench.example>\r\nMIME-Version: 1.0\r\n",
-      "Content-Type: multipart/mixed; boundary=\"b-", serial, "\"\r\n\r\n--b-", serial,
-      "\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello, message ", serial,
-      " with an attachment.\r\n\r\n--b-", serial,
-      "\r\nContent-Type: application/octet-stream; name=\"doc", serial,
-      ".bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n");
-  std::string tail = absl::StrCat("\r\n--b-", serial, "--\r\n");
-  size_t room = size > head.size() + tail.size() ? size - head.size() - tail.size() : 76;
-  size_t raw_len = room * 3 / 4;
-  std::string raw(raw_len + 8, '\0');
-  for (size_t i = 0; i < raw_len; i += 8) {
-    uint64_t w = absl::Uniform<uint64_t>(gen);
-    memcpy(&raw[i], &w, 8);
-  }
-  raw.resize(raw_len);
-  std::string b64 = absl::Base64Escape(raw);
-  std::string body;
-  for (size_t i = 0; i < b64.size(); i += 76) absl::StrAppend(&body, b64.substr(i, 76), "\r\n");
-  return absl::StrCat(head, body, tail);
-}
-
-// Runs `scan(i)` from `threads` threads for `seconds`, each call on message i.
-Figures Measure(int threads, double seconds, const std::vector<std::string>& corpus,
-                const std::function<bool(const std::string&)>& scan) {
-  std::atomic<int64_t> next{0};
-  std::atomic<int64_t> errors{0};
-  std::vector<std::vector<double>> lat(threads);
-  absl::Time end = absl::Now() + absl::Seconds(seconds);
-  absl::Time start = absl::Now();
-  std::vector<std::thread> ts;
-  for (int t = 0; t < threads; ++t) {
-    ts.emplace_back([&, t] {
-      while (absl::Now() < end) {
-        int64_t i = next.fetch_add(1);
-        if (i >= static_cast<int64_t>(corpus.size())) break;
-        absl::Time s = absl::Now();
-        if (!scan(corpus[i])) ++errors;
-        lat[t].push_back(absl::ToDoubleMilliseconds(absl::Now() - s));
-      }
-    });
-  }
-  for (auto& t : ts) t.join();
-  double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
-  std::vector<double> all;
-  for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
-  std::sort(all.begin(), all.end());
-  Figures f;
-  f.count = all.size();
-  f.errors = errors.load();
-  if (!all.empty()) {
-    f.msgs_per_s = all.size() / elapsed;
-    f.p50_ms = all[all.size() / 2];
-    f.p99_ms = all[std::min(all.size() - 1, all.size() * 99 / 100)];
-  }
-  return f;
-}
+using bench::Figures;
+using bench::MakeMessage;
+using bench::Measure;
 
 int Main() {
   const double seconds = absl::GetFlag(FLAGS_seconds);
@@ -197,10 +130,10 @@ int Main() {
     const auto& c1 = corpus;
     const auto& c2 = corpus;
     const auto& c3 = corpus;
-    Figures inproc = Measure(conc, seconds, c1, [&](const std::string& m) {
+    Figures inproc = Measure(conc, seconds, c1, [&](int, const std::string& m) {
       return (*engine)->ScanBuffer(m, true).ok();
     });
-    Figures grpc_f = Measure(conc, seconds, c2, [&](const std::string& m) {
+    Figures grpc_f = Measure(conc, seconds, c2, [&](int, const std::string& m) {
       scanner::v1::ScanHeader header;
       header.set_chain("default");
       header.set_gateway("bench");
@@ -208,7 +141,7 @@ int Main() {
       auto r = client->Scan(header, m);
       return r.ok() && r->verdict.outcome() == common::v1::PASS;
     });
-    Figures clamd_f = Measure(conc, seconds, c3, [&](const std::string& m) {
+    Figures clamd_f = Measure(conc, seconds, c3, [&](int, const std::string& m) {
       engine::ScanContext ctx(m, {}, absl::Now() + absl::Seconds(60));
       auto r = (*clamd_scanner)->Scan(ctx);
       return r.ok() && !r->detected();
