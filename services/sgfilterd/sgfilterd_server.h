@@ -6,7 +6,7 @@
 //   ...                                // serve until a shutdown signal
 //   server.Shutdown();                 // stop accepting, let in-flight finish
 //
-// One I/O thread serves every connection with C++20 coroutines (Boost.Asio); there
+// One I/O thread (common/tcp_server) serves every connection with C++20 coroutines; there
 // is no thread per connection. Scans block on gRPC, so they run on a pool of
 // `prefork` threads and the connection's coroutine resumes when the scan is done.
 // Limits: max_connections (more get "451 0.00 too many connections"), an inactivity
