@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/config.h"
 #include "common/testing/fake_scanner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -360,6 +361,32 @@ TEST_F(GatewayTest, GarbageGetsErrorsThenTheSessionIsClosed) {
   // The gateway still serves others.
   Client d(gateway_->port());
   EXPECT_THAT(d.Deliver("a@example.org", {"b@example.org"}, kClean), StartsWith("250 "));
+}
+
+TEST(OptionsFromConfig, ReadsTheServiceAndRefusesABadNextHop) {
+  auto cfg = LoadConfigString(
+      "global: {hostname: gw.example, max_message_size: 1M}\n"
+      "chains: {c: [nothing], p: [nothing]}\n"
+      "services:\n"
+      "  - lmtpd: {scanners: c, port: 2003, next_hop: 'unix:/run/lmtp', next_hop_protocol: lmtp,"
+      " recipient_policy: p, fail_open: true}\n"
+      "  - smtpd: {scanners: c, next_hop: 'nohost'}\n",
+      "test.yaml", "");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  absl::StatusOr<GatewayOptions> o = OptionsFromConfig(cfg->proto, cfg->proto.services(0));
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->dialect, Dialect::kLmtp);
+  EXPECT_EQ(o->next_hop_dialect, Dialect::kLmtp);
+  EXPECT_EQ(o->next_hop.unix_path, "/run/lmtp");
+  EXPECT_EQ(o->port, 2003);
+  EXPECT_EQ(o->hostname, "gw.example");
+  EXPECT_EQ(o->max_message_size, 1 << 20);
+  EXPECT_EQ(o->recipient_policy, "p");
+  EXPECT_TRUE(o->fail_open);
+  EXPECT_EQ(o->timeout, absl::Seconds(300));  // the schema default
+  absl::StatusOr<GatewayOptions> bad = OptionsFromConfig(cfg->proto, cfg->proto.services(1));
+  EXPECT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("nohost"));
 }
 
 TEST(ParseNextHop, AcceptsTheThreeFormsAndRefusesTheRest) {
