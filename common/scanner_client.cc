@@ -40,16 +40,8 @@ class GrpcScannerClient : public ScannerClient {
   absl::StatusOr<ScanReply> Scan(const scanner::v1::ScanHeader& header,
                                   absl::string_view message) override {
     grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
-    {
-      absl::MutexLock lock(&mu_);
-      if (cancelled_) return absl::CancelledError("the gateway is shutting down");
-      active_.insert(&ctx);
-    }
-    absl::Cleanup forget = [&] {
-      absl::MutexLock lock(&mu_);
-      active_.erase(&ctx);
-    };
+    if (!Register(ctx)) return absl::CancelledError("the gateway is shutting down");
+    absl::Cleanup forget = [&] { Forget(ctx); };
 
     std::unique_ptr<grpc::ClientReaderWriter<ScanRequest, ScanResponse>> stream = stub_->Scan(&ctx);
     // The header travels with the first chunk, and the last request half-closes
@@ -108,16 +100,8 @@ class GrpcScannerClient : public ScannerClient {
   absl::StatusOr<scanner::v1::PolicyResponse> CheckPolicy(
       const scanner::v1::PolicyRequest& request) override {
     grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
-    {
-      absl::MutexLock lock(&mu_);
-      if (cancelled_) return absl::CancelledError("the gateway is shutting down");
-      active_.insert(&ctx);
-    }
-    absl::Cleanup forget = [&] {
-      absl::MutexLock lock(&mu_);
-      active_.erase(&ctx);
-    };
+    if (!Register(ctx)) return absl::CancelledError("the gateway is shutting down");
+    absl::Cleanup forget = [&] { Forget(ctx); };
     scanner::v1::PolicyResponse response;
     grpc::Status st = stub_->CheckPolicy(&ctx, request, &response);
     if (!st.ok()) return FromGrpcStatus(st);
@@ -131,6 +115,19 @@ class GrpcScannerClient : public ScannerClient {
   }
 
  private:
+  // Sets the deadline and tracks `ctx` for CancelAll; false after CancelAll.
+  bool Register(grpc::ClientContext& ctx) {
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
+    absl::MutexLock lock(&mu_);
+    if (cancelled_) return false;
+    active_.insert(&ctx);
+    return true;
+  }
+  void Forget(grpc::ClientContext& ctx) {
+    absl::MutexLock lock(&mu_);
+    active_.erase(&ctx);
+  }
+
   const absl::Duration deadline_;
   const int64_t max_rewritten_size_;
   std::shared_ptr<grpc::Channel> channel_;

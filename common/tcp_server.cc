@@ -90,6 +90,7 @@ absl::Status TcpServer::Start() {
   absl::MutexLock lock(&mu_);
   if (started_) return absl::FailedPreconditionError("already started");
   io_ = std::make_unique<asio::io_context>(1);
+  pool_ = std::make_unique<asio::thread_pool>(std::max(1, opt_.workers));
   acceptor_ = std::make_unique<tcp::acceptor>(*io_);
   std::string where = absl::StrCat(opt_.host, ":", opt_.port);
   boost::system::error_code ec;
@@ -129,7 +130,7 @@ absl::Status TcpServer::Start() {
   return absl::OkStatus();
 }
 
-void TcpServer::Shutdown(const std::function<void()>& after_io_stopped) {
+void TcpServer::Shutdown(const std::function<void()>& cancel_work) {
   absl::MutexLock lock(&mu_);
   if (!started_ || stopped_) return;
   stopped_ = true;
@@ -145,10 +146,13 @@ void TcpServer::Shutdown(const std::function<void()>& after_io_stopped) {
   }
   io_->stop();
   io_thread_.join();
-  if (after_io_stopped) after_io_stopped();
+  // Work still running or queued ends soon; its results are never delivered.
+  if (cancel_work) cancel_work();
+  pool_->join();
   // Destroys the coroutines still suspended, and with them their sockets.
   acceptor_.reset();
   io_.reset();
+  pool_.reset();
 }
 
 // Runs AcceptLoop, and runs it again should it ever throw (out of memory), so the

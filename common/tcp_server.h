@@ -149,6 +149,8 @@ struct TcpServerOptions {
   absl::Duration shutdown_grace = absl::Seconds(5);
   // For logs ("sgfilterd", "smtpd").
   std::string name = "server";
+  // Threads of pool(): the blocking work (scans, relays) the coroutines hand off.
+  int workers = 2;
 };
 
 class TcpServer {
@@ -160,15 +162,18 @@ class TcpServer {
   TcpServer(const TcpServer&) = delete;
   TcpServer& operator=(const TcpServer&) = delete;
 
-  // Binds, listens and starts the I/O thread.
+  // Binds, listens and starts the I/O thread and the worker pool.
   absl::Status Start();
   int port() const { return bound_port_; }
   // Stops accepting, gives connections in flight up to shutdown_grace, stops the
-  // I/O thread, runs `after_io_stopped` (cancel and join the gateway's own work
-  // there), then destroys the coroutines still suspended. Idempotent.
-  void Shutdown(const std::function<void()>& after_io_stopped = nullptr);
+  // I/O thread, runs `cancel_work` (make the blocking work in pool() end soon, e.g.
+  // ScannerClient::CancelAll), joins the pool, then destroys the coroutines still
+  // suspended. Idempotent.
+  void Shutdown(const std::function<void()>& cancel_work = nullptr);
 
   asio::io_context& io() { return *io_; }
+  // Where coroutines run blocking work (RunOnPool); valid after Start.
+  asio::thread_pool& pool() { return *pool_; }
   int64_t active_connections() const { return active_.load(); }
   int64_t accepted_connections() const { return accepted_.load(); }
   int64_t refused_connections() const { return refused_.load(); }
@@ -192,6 +197,7 @@ class TcpServer {
   bool started_ = false;
   bool stopped_ = false;
   std::unique_ptr<asio::io_context> io_;
+  std::unique_ptr<asio::thread_pool> pool_;
   std::unique_ptr<tcp::acceptor> acceptor_;
   std::thread io_thread_;
 };

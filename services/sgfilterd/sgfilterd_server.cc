@@ -83,6 +83,7 @@ class SgfilterdServer::Impl {
                 .refuse_timeout = opt_.timeout,
                 .shutdown_grace = opt_.shutdown_grace,
                 .name = "sgfilterd",
+                .workers = opt_.prefork,
             },
             [this](std::shared_ptr<Connection> c) { return Serve(std::move(c)); }) {}
 
@@ -94,7 +95,6 @@ class SgfilterdServer::Impl {
                    << ") is below max_message_size (" << opt_.max_message_size
                    << "): larger messages always get 451";
     }
-    pool_ = std::make_unique<asio::thread_pool>(opt_.prefork);
     return server_.Start();
   }
 
@@ -102,10 +102,7 @@ class SgfilterdServer::Impl {
 
   // Scans still running or queued end at once; their replies are never written.
   void Shutdown() {
-    server_.Shutdown([this] {
-      scanner_->CancelAll();
-      if (pool_ != nullptr) pool_->join();
-    });
+    server_.Shutdown([this] { scanner_->CancelAll(); });
   }
 
   SgfilterdStats stats() const {
@@ -245,7 +242,7 @@ class SgfilterdServer::Impl {
     auto scan = [this, request = std::move(request)]() mutable {
       return FilterMessage(*scanner_, std::move(request));
     };
-    FilterResult result = co_await net::RunOnPool(*pool_, scan, use_awaitable);
+    FilterResult result = co_await net::RunOnPool(server_.pool(), scan, use_awaitable);
     const double scan_seconds = std::chrono::duration<double>(Clock::now() - scan_start).count();
 
     // Bytes that arrived beyond the announced length are not part of the message.
@@ -315,7 +312,6 @@ class SgfilterdServer::Impl {
   ScannerClient* const scanner_;
   net::MemoryBudget budget_;
   Counters counters_;
-  std::unique_ptr<asio::thread_pool> pool_;
   net::TcpServer server_;
 };
 

@@ -125,23 +125,20 @@ class SmtpGateway::Impl {
                                             " Error: too many connections\r\n"),
                 .shutdown_grace = opt_.shutdown_grace,
                 .name = name_,
+                .workers = opt_.prefork,
             },
             [this](std::shared_ptr<Connection> c) { return Serve(std::move(c)); }) {}
 
   ~Impl() { Shutdown(); }
 
   absl::Status Start() {
-    pool_ = std::make_unique<asio::thread_pool>(opt_.prefork);
     return server_.Start();
   }
 
   int port() const { return server_.port(); }
 
   void Shutdown() {
-    server_.Shutdown([this] {
-      scanner_->CancelAll();
-      if (pool_ != nullptr) pool_->join();
-    });
+    server_.Shutdown([this] { scanner_->CancelAll(); });
   }
 
   GatewayStats stats() const {
@@ -344,13 +341,13 @@ class SmtpGateway::Impl {
       if (a == SmtpSession::Action::kClose) break;
       if (a == SmtpSession::Action::kRecipient) {
         auto work = [this, &hop, &hop_txn, &s, &c] { return DecideRecipient(hop, hop_txn, s, *c); };
-        Reply r = co_await net::RunOnPool(*pool_, work, use_awaitable);
+        Reply r = co_await net::RunOnPool(server_.pool(), work, use_awaitable);
         s.CompleteRecipient(r);
         continue;
       }
       if (a == SmtpSession::Action::kMessage) {
         auto work = [this, &hop, &s, &c] { return DecideMessage(hop, s, *c); };
-        std::vector<Reply> replies = co_await net::RunOnPool(*pool_, work, use_awaitable);
+        std::vector<Reply> replies = co_await net::RunOnPool(server_.pool(), work, use_awaitable);
         s.CompleteMessage(replies);
         reservation.Release();
         refused_data = false;
@@ -392,7 +389,7 @@ class SmtpGateway::Impl {
         hop.Quit();
         return 0;
       };
-      co_await net::RunOnPool(*pool_, quit, use_awaitable);
+      co_await net::RunOnPool(server_.pool(), quit, use_awaitable);
     }
     c->sock.close(ec);
   }
@@ -402,7 +399,6 @@ class SmtpGateway::Impl {
   ScannerClient* const scanner_;
   net::MemoryBudget budget_;
   Counters counters_;
-  std::unique_ptr<asio::thread_pool> pool_;
   net::TcpServer server_;
 };
 
