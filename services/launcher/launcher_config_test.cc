@@ -40,6 +40,9 @@ TEST(ServiceBinaryName, NamesTheBinaryOfEachServiceKindOfOurs) {
   using config::v1::Service;
   EXPECT_STREQ(ServiceBinaryName(Service::kScannerSvc), "scanner-svc");
   EXPECT_STREQ(ServiceBinaryName(Service::kSgfilterd), "sgfilterd");
+  EXPECT_STREQ(ServiceBinaryName(Service::kSmtpd), "smtpd");
+  EXPECT_STREQ(ServiceBinaryName(Service::kLmtpd), "lmtpd");
+  EXPECT_STREQ(ServiceBinaryName(Service::kMilter), "milter");
   EXPECT_EQ(ServiceBinaryName(Service::kChrootExecvp), nullptr);
   EXPECT_EQ(ServiceBinaryName(Service::kRlimit), nullptr);
 }
