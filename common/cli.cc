@@ -8,6 +8,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/synchronization/mutex.h"
 
 ABSL_FLAG(std::string, config, "",
           "Configuration file (default: $SAGATOR_CONFIG, else /etc/sagator/sagator.yaml)");
@@ -46,6 +47,9 @@ void NormalizeFlagDashes(int argc, char** argv) {
 }
 
 std::vector<char*> InitFlagsAndLogging(int argc, char** argv, absl::string_view usage) {
+  // Abseil's deadlock detection (on where the library was built without NDEBUG)
+  // sends every Mutex of every message through a global graph: measurable per mail.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(usage);
   NormalizeFlagDashes(argc, argv);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
@@ -74,6 +78,32 @@ LoadedConfig InitBinary(int argc, char** argv, absl::string_view usage,
     std::exit(0);
   }
   return *std::move(cfg);
+}
+
+const config::v1::Service& ServiceOrExit(const LoadedConfig& cfg,
+                                         config::v1::Service::KindCase kind) {
+  absl::StatusOr<const config::v1::Service*> service =
+      FindService(cfg.proto, absl::GetFlag(FLAGS_service), kind);
+  if (!service.ok()) {
+    const auto* f = config::v1::Service::descriptor()->FindFieldByNumber(kind);
+    std::fprintf(stderr, "%s: %s service: %s\n", cfg.path.c_str(),
+                 f == nullptr ? "the" : f->name().c_str(),
+                 std::string(service.status().message()).c_str());
+    std::exit(2);
+  }
+  return **service;
+}
+
+std::string ScannerTargetOrExit(const LoadedConfig& cfg) {
+  std::string target = ScannerTarget(cfg.proto);
+  if (target.empty()) {
+    std::fprintf(stderr,
+                 "%s: no scanner-svc to call: set global.scanner_target or configure a "
+                 "scanner_svc service\n",
+                 cfg.path.c_str());
+    std::exit(2);
+  }
+  return target;
 }
 
 }  // namespace sagator

@@ -35,6 +35,15 @@ std::vector<char*> InitFlagsAndLogging(int argc, char** argv, absl::string_view 
 LoadedConfig InitBinary(int argc, char** argv, absl::string_view usage,
                         std::vector<char*>* positional = nullptr);
 
+// The --service entry of this binary's kind (the first of that kind when --service
+// is not given); prints the error and exits 2 when there is none.
+const config::v1::Service& ServiceOrExit(const LoadedConfig& cfg,
+                                         config::v1::Service::KindCase kind);
+
+// The gRPC target of scanner-svc the gateways call; prints the error and exits 2
+// when the configuration names none.
+std::string ScannerTargetOrExit(const LoadedConfig& cfg);
+
 // Writes `port` to the --port_file path, when one was given (tests start servers on
 // port 0 and read the bound port there). Writes a temporary file and renames it, so
 // a reader never sees a partial number. False when the file cannot be written.

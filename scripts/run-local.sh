@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
-bazel build //scanner-svc //services/sgfilterd:all //services/smtpd //services/lmtpd //services/launcher:sagator
+bazel build //scanner-svc //services/sgfilterd:all //services/smtpd //services/lmtpd //services/milter //services/launcher:sagator
 
 config=deploy/config/sagator.yaml
 if [ "${1:-}" = "--config" ] && [ -n "${2:-}" ]; then config=$2; fi

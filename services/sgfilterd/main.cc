@@ -23,23 +23,11 @@ int main(int argc, char** argv) {
       argc, argv,
       "sgfilterd: filters mail sent by the sgfilter client through SAGATOR's scanners.\n"
       "Usage: sgfilterd --config FILE [--service NAME] [--port_file PATH]");
-  absl::StatusOr<const sagator::config::v1::Service*> service = sagator::FindService(
-      cfg.proto, absl::GetFlag(FLAGS_service), sagator::config::v1::Service::kSgfilterd);
-  if (!service.ok()) {
-    std::fprintf(stderr, "%s: sgfilterd service: %s\n", cfg.path.c_str(),
-                 std::string(service.status().message()).c_str());
-    return 2;
-  }
-  std::string target = sagator::ScannerTarget(cfg.proto);
-  if (target.empty()) {
-    std::fprintf(stderr,
-                 "%s: no scanner-svc to call: set global.scanner_target or configure a "
-                 "scanner_svc service\n",
-                 cfg.path.c_str());
-    return 2;
-  }
+  const sagator::config::v1::Service& service =
+      sagator::ServiceOrExit(cfg, sagator::config::v1::Service::kSgfilterd);
+  std::string target = sagator::ScannerTargetOrExit(cfg);
   sagator::sgfilterd::SgfilterdOptions options =
-      sagator::sgfilterd::OptionsFromConfig(cfg.proto, (*service)->sgfilterd());
+      sagator::sgfilterd::OptionsFromConfig(cfg.proto, service.sgfilterd());
   const auto& scan_timeout = cfg.proto.global().scan_timeout();
   absl::Duration deadline =
       absl::Seconds(scan_timeout.seconds()) + absl::Nanoseconds(scan_timeout.nanos());
@@ -52,7 +40,7 @@ int main(int argc, char** argv) {
     LOG(ERROR) << started.message();
     return 1;
   }
-  LOG(INFO) << "sgfilterd '" << (*service)->name() << "' listening on " << options.host << ":"
+  LOG(INFO) << "sgfilterd '" << service.name() << "' listening on " << options.host << ":"
             << server.port() << ", chain '" << options.chain << "', scanner-svc at " << target
             << ", prefork " << options.prefork << ", max_connections " << options.max_connections;
   if (!sagator::WritePortFile(server.port())) {

@@ -27,28 +27,15 @@ int GatewayMain(int argc, char** argv, Dialect dialect) {
                    " gateway: scans each message through scanner-svc and relays clean mail "
                    "to the configured next hop.\nUsage: ",
                    name, " --config FILE [--service NAME] [--port_file PATH]"));
-  absl::StatusOr<const config::v1::Service*> service =
-      FindService(cfg.proto, absl::GetFlag(FLAGS_service),
-                  lmtp ? config::v1::Service::kLmtpd : config::v1::Service::kSmtpd);
-  if (!service.ok()) {
-    std::fprintf(stderr, "%s: %s service: %s\n", cfg.path.c_str(), name,
-                 std::string(service.status().message()).c_str());
-    return 2;
-  }
-  absl::StatusOr<GatewayOptions> options = OptionsFromConfig(cfg.proto, **service);
+  const config::v1::Service& service = ServiceOrExit(
+      cfg, lmtp ? config::v1::Service::kLmtpd : config::v1::Service::kSmtpd);
+  absl::StatusOr<GatewayOptions> options = OptionsFromConfig(cfg.proto, service);
   if (!options.ok()) {
     std::fprintf(stderr, "%s: %s\n", cfg.path.c_str(),
                  std::string(options.status().message()).c_str());
     return 2;
   }
-  std::string target = ScannerTarget(cfg.proto);
-  if (target.empty()) {
-    std::fprintf(stderr,
-                 "%s: no scanner-svc to call: set global.scanner_target or configure a "
-                 "scanner_svc service\n",
-                 cfg.path.c_str());
-    return 2;
-  }
+  std::string target = ScannerTargetOrExit(cfg);
   const auto& scan_timeout = cfg.proto.global().scan_timeout();
   std::unique_ptr<ScannerClient> scanner = NewGrpcScannerClient(
       target, absl::Seconds(scan_timeout.seconds()) + absl::Nanoseconds(scan_timeout.nanos()),
@@ -59,7 +46,7 @@ int GatewayMain(int argc, char** argv, Dialect dialect) {
     LOG(ERROR) << s.message();
     return 1;
   }
-  LOG(INFO) << name << " '" << (*service)->name() << "' listening on " << options->host << ":"
+  LOG(INFO) << name << " '" << service.name() << "' listening on " << options->host << ":"
             << gateway.port() << ", chain '" << options->chain << "', next hop "
             << options->next_hop.ToString()
             << (options->next_hop_dialect == Dialect::kLmtp ? " (LMTP)" : " (SMTP)")

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <system_error>
 #include <fstream>
 #include <sstream>
 
@@ -36,7 +38,8 @@ absl::StatusOr<std::string> MakeSharedTempDir(const std::string& prefix) {
 
 void RemoveTree(const std::string& dir) {
   if (dir.empty() || !absl::StartsWith(dir, "/tmp/")) return;
-  RunCommand({"rm", "-rf", dir}, "", absl::Seconds(30));
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 std::string SlurpFile(const std::string& path) {

@@ -1,0 +1,295 @@
+#include "services/milter/milter_service.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <glog/logging.h>
+#include <libmilter/mfapi.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace sagator::milter {
+
+namespace {
+
+// The one service of this process (libmilter is a singleton).
+MilterService* g_service = nullptr;
+
+std::string AddressText(const struct sockaddr* addr) {
+  if (addr == nullptr) return "";
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (addr->sa_family == AF_INET) {
+    const auto* in = reinterpret_cast<const struct sockaddr_in*>(addr);
+    if (inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf) != nullptr) return buf;
+  } else if (addr->sa_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const struct sockaddr_in6*>(addr);
+    if (inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf) != nullptr) return buf;
+  }
+  return "";
+}
+
+std::string Macro(SMFICTX* ctx, const char* name) {
+  const char* v = smfi_getsymval(ctx, const_cast<char*>(name));
+  return v == nullptr ? "" : v;
+}
+
+// Sets TCP_NODELAY on this process's listening TCP sockets (libmilter's, the only
+// ones): accepted sockets inherit it on Linux, and without it the header edits and
+// the final reply at the end of a message, several small writes in a row, wait ~40
+// ms for the MTA's delayed ACK.
+int SetNoDelayOnListeners() {
+  int set = 0;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return 0;
+  while (struct dirent* e = readdir(dir)) {
+    int fd = 0;
+    if (!absl::SimpleAtoi(e->d_name, &fd) || fd == dirfd(dir)) continue;
+    int value = 0;
+    socklen_t len = sizeof value;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &len) != 0 || value == 0) continue;
+    int domain = 0;
+    len = sizeof domain;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
+        (domain != AF_INET && domain != AF_INET6)) {
+      continue;
+    }
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0) ++set;
+  }
+  closedir(dir);
+  return set;
+}
+
+}  // namespace
+
+// The libmilter callbacks: each translates for one MilterSession.
+struct Callbacks {
+  static MilterSession* Session(SMFICTX* ctx) {
+    auto* s = static_cast<MilterSession*>(smfi_getpriv(ctx));
+    if (s == nullptr) {
+      MilterService* svc = g_service;
+      s = new MilterSession(&svc->options_, svc->scanner_, svc->policy_, &svc->workers_,
+                            &svc->stats_);
+      smfi_setpriv(ctx, s);
+    }
+    return s;
+  }
+
+  static void NoteQueueId(SMFICTX* ctx, MilterSession* s) {
+    std::string id = Macro(ctx, "i");
+    if (!id.empty()) s->SetQueueId(id);
+  }
+
+  // Sends the reply's modifications and reply text; returns the callback's status.
+  static sfsistat Answer(SMFICTX* ctx, MilterSession* s, const MilterReply& reply) {
+    for (const HeaderOp& op : reply.header_ops) {
+      std::string name = op.name;
+      std::string value = op.value;
+      int rc = MI_FAILURE;
+      switch (op.kind) {
+        case HeaderOp::Kind::kChange:
+          rc = smfi_chgheader(ctx, name.data(), op.index, value.data());
+          break;
+        case HeaderOp::Kind::kDelete:
+          rc = smfi_chgheader(ctx, name.data(), op.index, nullptr);
+          break;
+        case HeaderOp::Kind::kInsertTop:
+          rc = smfi_insheader(ctx, 0, name.data(), value.data());
+          break;
+        case HeaderOp::Kind::kAppend:
+          rc = smfi_addheader(ctx, name.data(), value.data());
+          break;
+      }
+      if (rc != MI_SUCCESS) {
+        LOG(WARNING) << "session " << s->id() << ": the MTA refused a header change of " << op.name
+                     << "; tempfail";
+        return SMFIS_TEMPFAIL;
+      }
+    }
+    if (reply.replace_body) {
+      constexpr size_t kChunk = 1 << 20;
+      std::string body = reply.body;
+      size_t pos = 0;
+      do {
+        size_t n = std::min(kChunk, body.size() - pos);
+        if (smfi_replacebody(ctx, reinterpret_cast<unsigned char*>(body.data() + pos),
+                             static_cast<int>(n)) != MI_SUCCESS) {
+          LOG(WARNING) << "session " << s->id() << ": the MTA refused the new body; tempfail";
+          return SMFIS_TEMPFAIL;
+        }
+        pos += n;
+      } while (pos < body.size());
+    }
+    if (!reply.rcode.empty()) {
+      std::string rcode = reply.rcode, xcode = reply.xcode, text = reply.text;
+      if (smfi_setreply(ctx, rcode.data(), xcode.empty() ? nullptr : xcode.data(),
+                        text.empty() ? nullptr : text.data()) != MI_SUCCESS) {
+        LOG(WARNING) << "session " << s->id() << ": smfi_setreply refused '" << rcode << " "
+                     << xcode << " " << text << "'";
+      }
+    }
+    switch (reply.action) {
+      case MilterReply::Action::kContinue:
+        return SMFIS_CONTINUE;
+      case MilterReply::Action::kAccept:
+        return SMFIS_ACCEPT;
+      case MilterReply::Action::kReject:
+        return SMFIS_REJECT;
+      case MilterReply::Action::kDiscard:
+        return SMFIS_DISCARD;
+      case MilterReply::Action::kTempfail:
+        return SMFIS_TEMPFAIL;
+    }
+    return SMFIS_TEMPFAIL;
+  }
+
+  static sfsistat Connect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* addr) {
+    MilterSession* s = Session(ctx);
+    s->Connect(hostname == nullptr ? "" : hostname, AddressText(addr));
+    std::string macro_addr = Macro(ctx, "{client_addr}");
+    if (!macro_addr.empty()) s->SetClientAddressMacro(macro_addr);
+    return SMFIS_CONTINUE;
+  }
+
+  static sfsistat Helo(SMFICTX* ctx, char* helo) {
+    Session(ctx)->Helo(helo == nullptr ? "" : helo);
+    return SMFIS_CONTINUE;
+  }
+
+  static sfsistat EnvFrom(SMFICTX* ctx, char** argv) {
+    MilterSession* s = Session(ctx);
+    s->MailFrom(argv != nullptr && argv[0] != nullptr ? argv[0] : "");
+    NoteQueueId(ctx, s);
+    std::string protocol = Macro(ctx, "r");
+    if (!protocol.empty()) s->SetProtocol(protocol);
+    return SMFIS_CONTINUE;
+  }
+
+  static sfsistat EnvRcpt(SMFICTX* ctx, char** argv) {
+    MilterSession* s = Session(ctx);
+    NoteQueueId(ctx, s);
+    return Answer(ctx, s, s->Recipient(argv != nullptr && argv[0] != nullptr ? argv[0] : ""));
+  }
+
+  static sfsistat Data(SMFICTX* ctx) {
+    NoteQueueId(ctx, Session(ctx));
+    return SMFIS_CONTINUE;
+  }
+
+  static sfsistat Header(SMFICTX* ctx, char* name, char* value) {
+    Session(ctx)->Header(name == nullptr ? "" : name, value == nullptr ? "" : value);
+    return SMFIS_CONTINUE;
+  }
+
+  static sfsistat EndOfHeaders(SMFICTX* ctx) {
+    Session(ctx)->EndOfHeaders();
+    return SMFIS_CONTINUE;
+  }
+
+  static sfsistat Body(SMFICTX* ctx, unsigned char* data, size_t size) {
+    Session(ctx)->Body(absl::string_view(reinterpret_cast<const char*>(data), size));
+    return SMFIS_CONTINUE;
+  }
+
+  static sfsistat EndOfMessage(SMFICTX* ctx) {
+    MilterSession* s = Session(ctx);
+    NoteQueueId(ctx, s);
+    MilterReply reply = s->EndOfMessage([ctx] { return smfi_progress(ctx) == MI_SUCCESS; });
+    return Answer(ctx, s, reply);
+  }
+
+  static sfsistat Abort(SMFICTX* ctx) {
+    if (auto* s = static_cast<MilterSession*>(smfi_getpriv(ctx))) s->Abort();
+    return SMFIS_CONTINUE;
+  }
+
+  static sfsistat Close(SMFICTX* ctx) {
+    delete static_cast<MilterSession*>(smfi_getpriv(ctx));
+    smfi_setpriv(ctx, nullptr);
+    return SMFIS_CONTINUE;
+  }
+
+  static sfsistat Unknown(SMFICTX*, const char*) { return SMFIS_CONTINUE; }
+};
+
+MilterService::MilterService(MilterOptions options, ScannerClient* scanner, ScannerClient* policy)
+    : options_(std::move(options)), scanner_(scanner), policy_(policy) {}
+
+MilterService::~MilterService() {
+  if (g_service == this) g_service = nullptr;
+}
+
+absl::Status MilterService::Open() {
+  if (g_service != nullptr) return absl::FailedPreconditionError("a milter is already open");
+  absl::Status valid = ValidateConnection(options_.connection);
+  if (!valid.ok()) return valid;
+  g_service = this;
+
+  static std::string name;  // libmilter keeps the pointer
+  name = options_.filter_name.empty() ? "sagator" : options_.filter_name;
+  struct smfiDesc desc = {};
+  desc.xxfi_name = name.data();
+  desc.xxfi_version = SMFI_VERSION;
+  desc.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY;
+  desc.xxfi_connect = &Callbacks::Connect;
+  desc.xxfi_helo = &Callbacks::Helo;
+  desc.xxfi_envfrom = &Callbacks::EnvFrom;
+  desc.xxfi_envrcpt = &Callbacks::EnvRcpt;
+  desc.xxfi_header = &Callbacks::Header;
+  desc.xxfi_eoh = &Callbacks::EndOfHeaders;
+  desc.xxfi_body = &Callbacks::Body;
+  desc.xxfi_eom = &Callbacks::EndOfMessage;
+  desc.xxfi_abort = &Callbacks::Abort;
+  desc.xxfi_close = &Callbacks::Close;
+  desc.xxfi_unknown = &Callbacks::Unknown;
+  desc.xxfi_data = &Callbacks::Data;
+  desc.xxfi_negotiate = nullptr;
+  if (smfi_register(desc) != MI_SUCCESS) return absl::InternalError("smfi_register failed");
+
+  static std::string conn;  // libmilter keeps the pointer
+  conn = options_.connection;
+  if (smfi_setconn(conn.data()) != MI_SUCCESS) {
+    return absl::InvalidArgumentError(absl::StrCat("smfi_setconn(", conn, ") failed"));
+  }
+  smfi_setbacklog(options_.backlog);
+  mode_t old_mask = umask(static_cast<mode_t>(options_.umask));
+  int opened = smfi_opensocket(true);
+  umask(old_mask);
+  if (opened != MI_SUCCESS) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", conn, " (in use, or not permitted?)"));
+  }
+  if (conn.rfind("inet", 0) == 0) {
+    int n = SetNoDelayOnListeners();
+    if (n == 0) LOG(WARNING) << "could not set TCP_NODELAY on the listening socket";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MilterService::Run() {
+  int rc = smfi_main();
+  LOG(INFO) << "milter loop ended; waiting up to " << options_.shutdown_grace << " for "
+            << workers_.running() << " scan(s) in flight";
+  if (!workers_.WaitIdle(options_.shutdown_grace)) {
+    scanner_->CancelAll();
+    if (policy_ != scanner_) policy_->CancelAll();
+    workers_.WaitIdle(absl::Seconds(2));
+  }
+  LOG(INFO) << "milter counters: " << stats_.Snapshot().ToString();
+  if (rc != MI_SUCCESS) return absl::InternalError("smfi_main failed");
+  return absl::OkStatus();
+}
+
+void MilterService::Stop() { smfi_stop(); }
+
+}  // namespace sagator::milter
