@@ -16,6 +16,7 @@
 #include "scanner-svc/scanners/basic.h"
 #include "scanner-svc/scanners/clamd.h"
 #include "scanner-svc/scanners/libclam.h"
+#include "scanner-svc/scanners/parsemail.h"
 
 namespace sagator {
 namespace {
@@ -204,6 +205,12 @@ class TreeBuilder {
         return ScannerPtr(std::make_unique<engine::AddHeader>(
             spec.add_header().name(), spec.add_header().data(), *std::move(re),
             *std::move(inner)));
+      }
+      case ScannerSpec::kParsemail: {
+        auto inner = BuildInner(spec.parsemail().scanners(), absl::StrCat(path, ".parsemail"));
+        if (!inner.ok()) return inner.status();
+        return ScannerPtr(std::make_unique<scanners::Parsemail>(
+            *std::move(inner), spec.parsemail().max_parts(), spec.parsemail().max_depth()));
       }
       case ScannerSpec::kChain: {
         absl::Status s = BuildChain(spec.chain());

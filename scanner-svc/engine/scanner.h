@@ -73,6 +73,16 @@ struct HeaderEdit {
   std::string value;
 };
 
+// What a container scanner (parsemail) knows about the part being scanned.
+struct PartInfo {
+  // The attachment's file name, empty when it has none.
+  std::string filename;
+  // "text/plain", "application/zip", ...
+  std::string content_type;
+  // 1 for a part of the message itself, 2 for a part of an attached message, ...
+  int depth = 0;
+};
+
 // Per-message state of one scan. Not thread-safe: one scan, one thread.
 class ScanContext {
  public:
@@ -82,6 +92,22 @@ class ScanContext {
         envelope_(std::move(envelope)),
         deadline_(deadline),
         cancelled_(std::move(cancelled)) {}
+
+  // A context for scanning one part of this message (parsemail): the same envelope,
+  // deadline and cancellation, with `data` as its message. MergeChild brings the
+  // flags and header edits the inner scanners set back into this context.
+  ScanContext Child(absl::string_view data, PartInfo part) const {
+    ScanContext c(data, envelope_, deadline_, cancelled_);
+    c.part_ = std::move(part);
+    return c;
+  }
+  void MergeChild(const ScanContext& child) {
+    drop_ = drop_ || child.drop_;
+    deliver_ = deliver_ || child.deliver_;
+    edits_.insert(edits_.end(), child.edits_.begin(), child.edits_.end());
+  }
+  // The part this context scans; nullopt for the whole message.
+  const std::optional<PartInfo>& part() const { return part_; }
 
   // The raw message (or the rewritten one, once a scanner replaced it).
   absl::string_view message() const {
@@ -117,6 +143,7 @@ class ScanContext {
   bool deliver_ = false;
   std::vector<HeaderEdit> edits_;
   std::optional<std::string> rewritten_;
+  std::optional<PartInfo> part_;
 };
 
 // One node of a scanner tree.

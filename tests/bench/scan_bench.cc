@@ -97,7 +97,9 @@ int Main() {
   std::string cfg = dir + "/bench.yaml";
   testing::WriteFile(cfg, absl::StrCat("global: {max_message_size: 20M}\n"
                                        "chains: {default: [{libclam: {disable_cache: true, "
-                                       "database: [", sigdir, "]}}]}\n"
+                                       "database: [", sigdir, "]}}],\n"
+                                       "  parsed: [{parsemail: {scanners: [{libclam: "
+                                       "{disable_cache: true, database: [", sigdir, "]}}]}}]}\n"
                                        "services: [{scanner_svc: {port: 0, threads: ", conc,
                                        "}}]\n"));
   testing::Subprocess svc({RunfilePath("scanner-svc/scanner-svc"), "--config", cfg,
@@ -113,7 +115,7 @@ int Main() {
   printf("SAGATOR scan benchmark: %d concurrent scans, %.1f s per run, unique messages, "
          "caches off, temp files on tmpfs, %u signatures\n",
          conc, seconds, (*engine)->signatures());
-  printf("%-8s %-26s %10s %9s %9s %7s %6s\n", "size", "contender", "msgs/s", "p50 ms",
+  printf("%-8s %-30s %10s %9s %9s %7s %6s\n", "size", "contender", "msgs/s", "p50 ms",
          "p99 ms", "count", "errors");
   absl::BitGen gen;
   int64_t serial = 0;
@@ -130,12 +132,21 @@ int Main() {
     const auto& c1 = corpus;
     const auto& c2 = corpus;
     const auto& c3 = corpus;
+    const auto& c4 = corpus;
     Figures inproc = Measure(conc, seconds, c1, [&](int, const std::string& m) {
       return (*engine)->ScanBuffer(m, true).ok();
     });
     Figures grpc_f = Measure(conc, seconds, c2, [&](int, const std::string& m) {
       scanner::v1::ScanHeader header;
       header.set_chain("default");
+      header.set_gateway("bench");
+      header.set_size(m.size());
+      auto r = client->Scan(header, m);
+      return r.ok() && r->verdict.outcome() == common::v1::PASS;
+    });
+    Figures parsed_f = Measure(conc, seconds, c4, [&](int, const std::string& m) {
+      scanner::v1::ScanHeader header;
+      header.set_chain("parsed");
       header.set_gateway("bench");
       header.set_size(m.size());
       auto r = client->Scan(header, m);
@@ -149,16 +160,21 @@ int Main() {
     std::string label = size >= 1 << 20 ? absl::StrCat(size >> 20, " MB")
                                          : absl::StrCat(size >> 10, " KB");
     auto row = [&](const char* who, const Figures& f) {
-      printf("%-8s %-26s %10.1f %9.2f %9.2f %7lld %6lld\n", label.c_str(), who, f.msgs_per_s,
+      printf("%-8s %-30s %10.1f %9.2f %9.2f %7lld %6lld\n", label.c_str(), who, f.msgs_per_s,
              f.p50_ms, f.p99_ms, static_cast<long long>(f.count),
              static_cast<long long>(f.errors));
     };
     row("scanner-svc (gRPC)", grpc_f);
+    row("scanner-svc parsemail(libclam)", parsed_f);
     row("libclamav in-process", inproc);
     row("clamd INSTREAM (unix)", clamd_f);
+    auto ratio = [](const Figures& a, const Figures& b) {
+      return a.msgs_per_s / std::max(b.msgs_per_s, 1e-9);
+    };
     printf("%-8s ratios: scanner-svc / in-process = %.2f   scanner-svc / clamd = %.2f\n",
-           label.c_str(), grpc_f.msgs_per_s / std::max(inproc.msgs_per_s, 1e-9),
-           grpc_f.msgs_per_s / std::max(clamd_f.msgs_per_s, 1e-9));
+           label.c_str(), ratio(grpc_f, inproc), ratio(grpc_f, clamd_f));
+    printf("%-8s ratios: parsemail(libclam) / in-process = %.2f   / clamd = %.2f\n",
+           label.c_str(), ratio(parsed_f, inproc), ratio(parsed_f, clamd_f));
     fflush(stdout);
   }
   int64_t rss_after = testing::ResidentBytes(svc.pid());
