@@ -2,7 +2,7 @@
 // messages per second and per-message p50/p99 (SMTP DATA to the final 250), side by
 // side in one run on the same kind of load:
 //   (0) Postfix alone (no milter: the reference for "added latency"),
-//   (1) Postfix + SAGATOR milter on a unix socket → scanner-svc (libclam),
+//   (1) Postfix + SAGATOR milter on a unix socket → scanner-svc (parsemail(libclam)),
 //   (2) the same milter on inet:PORT@127.0.0.1 (TCP_NODELAY on the milter's side),
 //   (3) Postfix + Debian's clamav-milter on a unix socket → clamd, same signatures,
 // each with several SMTP connections and then with one (latency of a lone client,
@@ -122,7 +122,9 @@ int Main() {
   testing::WriteFile(cfg, absl::StrCat("global: {hostname: bench.test}\n"
                                        "chains:\n"
                                        "  default:\n"
-                                       "    - libclam: {disable_cache: true, database: [",
+                                       "    - parsemail:\n"
+                                       "        scanners:\n"
+                                       "          - libclam: {disable_cache: true, database: [",
                                        RunfilePath("data/clamav"),
                                        "]}\n"
                                        "services:\n"
