@@ -3,14 +3,16 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <thread>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "tests/harness/smtp_client.h"
 
 namespace sagator::bench {
-
 
 // A unique MIME message of about `size` bytes: a text part and a base64 attachment
 // of random bytes, like ordinary mail with a document attached.
@@ -73,6 +75,27 @@ Figures Measure(int threads, double seconds, const std::vector<std::string>& cor
     f.p99_ms = all[std::min(all.size() - 1, all.size() * 99 / 100)];
   }
   return f;
+}
+
+std::vector<std::string> Corpus(size_t n, size_t size, int64_t* serial) {
+  absl::BitGen gen;
+  std::vector<std::string> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) out.push_back(MakeMessage(size, gen, ++*serial));
+  return out;
+}
+
+Figures SmtpLoad(int port, int threads, double seconds, const std::vector<std::string>& corpus) {
+  std::vector<std::unique_ptr<harness::SmtpClient>> clients(threads);
+  return Measure(threads, seconds, corpus, [&](int t, const std::string& m) {
+    if (clients[t] == nullptr || !clients[t]->ok()) {
+      clients[t] = std::make_unique<harness::SmtpClient>(port);
+    }
+    std::string r = clients[t]->Deliver("sender@example.org", {"user@example.org"}, m);
+    if (absl::StartsWith(r, "250")) return true;
+    clients[t].reset();  // start over on a fresh connection
+    return false;
+  });
 }
 
 }  // namespace sagator::bench

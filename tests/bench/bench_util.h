@@ -30,6 +30,14 @@ std::string MakeMessage(size_t size, absl::BitGen& gen, int64_t serial);
 Figures Measure(int threads, double seconds, const std::vector<std::string>& corpus,
                 const std::function<bool(int thread, const std::string& message)>& work);
 
+// `n` unique messages of about `size` bytes; *serial numbers them across calls.
+std::vector<std::string> Corpus(size_t n, size_t size, int64_t* serial);
+
+// Sends the corpus to an SMTP server at 127.0.0.1:port from `threads` persistent
+// connections, one transaction per message (as Postfix's smtp client does); a reply
+// other than 250 counts as an error and the connection starts over.
+Figures SmtpLoad(int port, int threads, double seconds, const std::vector<std::string>& corpus);
+
 }  // namespace sagator::bench
 
 #endif  // SAGATOR_TESTS_BENCH_BENCH_UTIL_H_

@@ -29,7 +29,6 @@
 #include "tests/bench/bench_util.h"
 #include "tests/harness/clamd_daemon.h"
 #include "tests/harness/postfix.h"
-#include "tests/harness/smtp_client.h"
 #include "tests/harness/subprocess.h"
 
 ABSL_FLAG(double, seconds, 5.0, "Measuring time per contender and concurrency");
@@ -41,30 +40,9 @@ namespace {
 
 using bench::Figures;
 using harness::PostfixInstance;
-using harness::SmtpClient;
 using testing::PickFreePort;
 using testing::RunfilePath;
 using testing::Subprocess;
-
-// Sends the corpus to Postfix at 127.0.0.1:port from `threads` persistent connections.
-Figures Run(int port, int threads, double seconds, const std::vector<std::string>& corpus) {
-  std::vector<std::unique_ptr<SmtpClient>> clients(threads);
-  return bench::Measure(threads, seconds, corpus, [&](int t, const std::string& m) {
-    if (clients[t] == nullptr || !clients[t]->ok()) clients[t] = std::make_unique<SmtpClient>(port);
-    std::string r = clients[t]->Deliver("sender@example.org", {"user@example.org"}, m);
-    if (absl::StartsWith(r, "250")) return true;
-    clients[t].reset();
-    return false;
-  });
-}
-
-std::vector<std::string> Corpus(size_t n, size_t size, int64_t* serial) {
-  absl::BitGen gen;
-  std::vector<std::string> out;
-  out.reserve(n);
-  for (size_t i = 0; i < n; ++i) out.push_back(bench::MakeMessage(size, gen, ++*serial));
-  return out;
-}
 
 // CPU time (user + system) a process has used so far, in milliseconds; 0 when gone.
 double CpuMs(pid_t pid) {
@@ -230,13 +208,13 @@ int Main() {
     for (pid_t p : c.pids) ms += CpuMs(p);
     return ms;
   };
-  for (Contender& c : all) Run(c.pf->smtp_port(), conc, 0.5, Corpus(100, size, &serial));
+  for (Contender& c : all) bench::SmtpLoad(c.pf->smtp_port(), conc, 0.5, bench::Corpus(100, size, &serial));
   for (Contender& c : all) {
-    std::vector<std::string> corpus = Corpus(n, size, &serial);
+    std::vector<std::string> corpus = bench::Corpus(n, size, &serial);
     double before = cpu(c);
     std::vector<double> each;
     for (pid_t p : c.pids) each.push_back(CpuMs(p));
-    c.many = Run(c.pf->smtp_port(), conc, seconds, corpus);
+    c.many = bench::SmtpLoad(c.pf->smtp_port(), conc, seconds, corpus);
     double count = std::max<double>(1, c.many.count);
     c.cpu_ms_per_msg = (cpu(c) - before) / count;
     for (size_t i = 0; i < c.pids.size(); ++i) {
@@ -247,7 +225,7 @@ int Main() {
     c.pf->WaitForEmptyQueue(absl::Seconds(120));
   }
   for (Contender& c : all) {
-    c.one = Run(c.pf->smtp_port(), 1, seconds, Corpus(n, size, &serial));
+    c.one = bench::SmtpLoad(c.pf->smtp_port(), 1, seconds, bench::Corpus(n, size, &serial));
     row(c.name, 1, c.one);
     c.pf->WaitForEmptyQueue(absl::Seconds(120));
   }

@@ -22,7 +22,6 @@
 #include "tests/bench/bench_util.h"
 #include "tests/harness/clamd_daemon.h"
 #include "tests/harness/postfix.h"
-#include "tests/harness/smtp_client.h"
 #include "tests/harness/subprocess.h"
 
 ABSL_FLAG(double, seconds, 5.0, "Measuring time per contender");
@@ -33,30 +32,9 @@ namespace sagator {
 namespace {
 
 using bench::Figures;
-using harness::SmtpClient;
 using testing::PickFreePort;
 using testing::RunfilePath;
 using testing::Subprocess;
-
-// Sends the corpus through 127.0.0.1:port from `threads` persistent connections.
-Figures Run(int port, int threads, double seconds, const std::vector<std::string>& corpus) {
-  std::vector<std::unique_ptr<SmtpClient>> clients(threads);
-  return bench::Measure(threads, seconds, corpus, [&](int t, const std::string& m) {
-    if (clients[t] == nullptr || !clients[t]->ok()) clients[t] = std::make_unique<SmtpClient>(port);
-    std::string r = clients[t]->Deliver("sender@example.org", {"user@example.org"}, m);
-    if (absl::StartsWith(r, "250")) return true;
-    clients[t].reset();  // start over on a fresh connection
-    return false;
-  });
-}
-
-std::vector<std::string> Corpus(size_t n, size_t size, int64_t* serial) {
-  absl::BitGen gen;
-  std::vector<std::string> out;
-  out.reserve(n);
-  for (size_t i = 0; i < n; ++i) out.push_back(bench::MakeMessage(size, gen, ++*serial));
-  return out;
-}
 
 int Main() {
   const double seconds = absl::GetFlag(FLAGS_seconds);
@@ -139,16 +117,16 @@ int Main() {
     fflush(stdout);
   };
   // Warm-up: first connections, first scans.
-  Run(smtpd_port, conc, 0.5, Corpus(200, size, &serial));
-  Run(clamsmtp_port, conc, 0.5, Corpus(200, size, &serial));
+  bench::SmtpLoad(smtpd_port, conc, 0.5, bench::Corpus(200, size, &serial));
+  bench::SmtpLoad(clamsmtp_port, conc, 0.5, bench::Corpus(200, size, &serial));
 
-  Figures direct = Run(sink.port(), conc, seconds, Corpus(n, size, &serial));
+  Figures direct = bench::SmtpLoad(sink.port(), conc, seconds, bench::Corpus(n, size, &serial));
   row("smtp-sink directly (reference)", direct);
-  Figures ours = Run(smtpd_port, conc, seconds, Corpus(n, size, &serial));
+  Figures ours = bench::SmtpLoad(smtpd_port, conc, seconds, bench::Corpus(n, size, &serial));
   row("smtpd + scanner-svc (libclam)", ours);
-  Figures theirs = Run(clamsmtp_port, conc, seconds, Corpus(n, size, &serial));
+  Figures theirs = bench::SmtpLoad(clamsmtp_port, conc, seconds, bench::Corpus(n, size, &serial));
   row("ClamSMTP + clamd", theirs);
-  Figures gateway_only = Run(bare_port, conc, seconds, Corpus(n, size, &serial));
+  Figures gateway_only = bench::SmtpLoad(bare_port, conc, seconds, bench::Corpus(n, size, &serial));
   row("smtpd + scanner-svc (nothing)", gateway_only);
 
   printf("ratio smtpd / ClamSMTP throughput = %.2f (target >= 2)\n",
