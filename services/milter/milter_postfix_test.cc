@@ -3,6 +3,10 @@
 // the real scanner-svc with libclam and data/clamav/sagator.ndb (a gRPC fake where
 // the test needs a slow scanner or a recipient policy). Mail goes in with swaks and
 // smtp-source.
+#include <filesystem>
+#include <csignal>
+#include <unistd.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -102,12 +106,17 @@ class MilterPostfixTest : public ::testing::Test {
     return p;
   }
 
+  // `unix_path`: listen there instead of on a TCP port.
   static std::unique_ptr<Process> StartMilter(int scanner_port, const std::string& extra = "",
-                                              const std::string& global_extra = "") {
+                                              const std::string& global_extra = "",
+                                              const std::string& unix_path = "") {
     static int n = 0;
     ++n;
     auto m = std::make_unique<Process>();
-    m->port = PickFreePort();
+    m->port = unix_path.empty() ? PickFreePort() : 0;
+    std::string connection = unix_path.empty()
+                                 ? absl::StrCat("inet:", m->port, "@127.0.0.1")
+                                 : absl::StrCat("unix:", unix_path);
     std::string cfg = absl::StrCat(*dir_, "/milter", n, ".yaml");
     WriteFile(cfg, absl::StrCat(
                        "global: {max_message_size: 1M, scanner_target: '127.0.0.1:", scanner_port,
@@ -116,22 +125,31 @@ class MilterPostfixTest : public ::testing::Test {
                        "chains:\n"
                        "  default: [{string_scan: {entries: [{name: X, patterns: [x]}]}}]\n"
                        "services:\n"
-                       "  - milter: {scanners: default, connection: 'inet:",
-                       m->port, "@127.0.0.1'", extra, "}\n"));
+                       "  - milter: {scanners: default, connection: '",
+                       connection, "'", extra, "}\n"));
     m->log = absl::StrCat(*dir_, "/milter", n, ".log");
     m->process = std::make_unique<Subprocess>(
         std::vector<std::string>{RunfilePath("services/milter/milter"), "--config", cfg});
     m->process->RedirectOutput(m->log);
     EXPECT_TRUE(m->process->Start().ok());
-    EXPECT_TRUE(WaitForTcpPort(m->port, absl::Seconds(30)).ok()) << ReadFile(m->log);
+    if (unix_path.empty()) {
+      EXPECT_TRUE(WaitForTcpPort(m->port, absl::Seconds(30)).ok()) << ReadFile(m->log);
+    } else {
+      absl::Time deadline = absl::Now() + absl::Seconds(30);
+      while (access(unix_path.c_str(), F_OK) != 0 && absl::Now() < deadline) {
+        absl::SleepFor(absl::Milliseconds(20));
+      }
+    }
     return m;
   }
 
   static std::unique_ptr<PostfixInstance> StartPostfix(int milter_port,
-                                                       std::vector<std::string> main_cf = {}) {
+                                                       std::vector<std::string> main_cf = {},
+                                                       const std::string& milter = "") {
     PostfixInstance::Options o;
     o.relay_port = sink_->port();
-    o.main_cf = {absl::StrCat("smtpd_milters = inet:127.0.0.1:", milter_port),
+    o.main_cf = {milter.empty() ? absl::StrCat("smtpd_milters = inet:127.0.0.1:", milter_port)
+                                : absl::StrCat("smtpd_milters = ", milter),
                  "milter_default_action = tempfail"};
     o.main_cf.insert(o.main_cf.end(), main_cf.begin(), main_cf.end());
     absl::StatusOr<std::unique_ptr<PostfixInstance>> pf = PostfixInstance::Start(o);
@@ -171,6 +189,36 @@ class MilterPostfixTest : public ::testing::Test {
 std::string* MilterPostfixTest::dir_ = nullptr;
 Process* MilterPostfixTest::scanner_ = nullptr;
 SmtpSink* MilterPostfixTest::sink_ = nullptr;
+
+// On a unix socket the milter tells Postfix not to await a reply per header, body
+// chunk, connect, HELO, MAIL, RCPT and DATA (SMFIP_NR_*): the verdict still comes
+// at the end of the message, with its header edits.
+TEST_F(MilterPostfixTest, UnixSocketWithoutPerStageRepliesStillDecides) {
+  // Postfix's smtpd (user postfix) must reach the socket: a folder under /tmp.
+  std::string sock_dir = absl::StrCat("/tmp/sagator-milter-", getpid());
+  mkdir(sock_dir.c_str(), 0755);
+  std::string path = sock_dir + "/milter.sock";
+  auto m = StartMilter(scanner_->port, ", umask: 0", "", path);
+  auto pf = StartPostfix(0, {}, "unix:" + path);
+  ASSERT_NE(pf, nullptr);
+  for (int i = 0; i < 3; ++i) {
+    std::string subject = absl::StrCat("unix-clean-", i);
+    CommandResult r = Send(pf->smtp_port(), subject, "A clean message.", "bob@example.org",
+                           {"--add-header", "X-One: 1", "--add-header", "X-Two: 2"});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err << pf->Maillog();
+    std::vector<SinkMessage> got = Arrived(subject, 1, absl::Seconds(30));
+    ASSERT_EQ(got.size(), 1u) << pf->Maillog() << ReadFile(m->log);
+    EXPECT_THAT(got[0].Header("X-Sagator-ID"), HasSubstr("@"));
+    EXPECT_EQ(got[0].Header("X-Two"), "2");
+  }
+  CommandResult bad = Send(pf->smtp_port(), "unix-bad", absl::StrCat("Look:\n", kEicar, "\n"));
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.out, HasSubstr("550 5.7.1"));
+  EXPECT_THAT(bad.out, HasSubstr("Eicar-Test-Signature"));
+  pf.reset();
+  m->process->Signal(SIGKILL);
+  std::filesystem::remove_all(sock_dir);
+}
 
 TEST_F(MilterPostfixTest, CleanMailArrivesWithTheSagatorHeaders) {
   auto m = StartMilter(scanner_->port);

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace sagator::milter {
@@ -72,17 +73,55 @@ int SetNoDelayOnListeners() {
 
 }  // namespace
 
+// One MTA connection: the session, and the stages the MTA expects no reply for.
+struct Conn {
+  std::unique_ptr<MilterSession> session;
+  unsigned long no_reply = 0;  // SMFIP_NR_* negotiated
+};
+
+// The stages whose callbacks always continue: the MTA need not wait for a reply to
+// each header, body chunk, connect, HELO, MAIL or DATA (one round trip per header
+// line otherwise). RCPT too when no recipient policy may refuse it. Only on unix
+// sockets: over TCP the MTA's back-to-back small packets meet Nagle on its side and
+// delayed ACKs on ours (nothing to reply with), a 40 ms stall per message.
+constexpr unsigned long kNoReplyStages = SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL |
+                                         SMFIP_NR_DATA | SMFIP_NR_HDR | SMFIP_NR_EOH |
+                                         SMFIP_NR_BODY | SMFIP_NR_UNKN;
+
 // The libmilter callbacks: each translates for one MilterSession.
 struct Callbacks {
-  static MilterSession* Session(SMFICTX* ctx) {
-    auto* s = static_cast<MilterSession*>(smfi_getpriv(ctx));
-    if (s == nullptr) {
+  static Conn* State(SMFICTX* ctx) {
+    auto* c = static_cast<Conn*>(smfi_getpriv(ctx));
+    if (c == nullptr) {
       MilterService* svc = g_service;
-      s = new MilterSession(&svc->options_, svc->scanner_, svc->policy_, &svc->workers_,
-                            &svc->stats_);
-      smfi_setpriv(ctx, s);
+      c = new Conn;
+      c->session = std::make_unique<MilterSession>(&svc->options_, svc->scanner_, svc->policy_,
+                                                   &svc->workers_, &svc->stats_);
+      smfi_setpriv(ctx, c);
     }
-    return s;
+    return c;
+  }
+  static MilterSession* Session(SMFICTX* ctx) { return State(ctx)->session.get(); }
+
+  // SMFIS_CONTINUE, or SMFIS_NOREPLY where the MTA was told not to wait.
+  static sfsistat Continue(SMFICTX* ctx, unsigned long stage) {
+    return (State(ctx)->no_reply & stage) != 0 ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+  }
+
+  static sfsistat Negotiate(SMFICTX* ctx, unsigned long actions, unsigned long steps,
+                            unsigned long, unsigned long, unsigned long* our_actions,
+                            unsigned long* our_steps, unsigned long* f2, unsigned long* f3) {
+    *our_actions = actions & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY);
+    unsigned long want = SMFIP_NOUNKNOWN;
+    if (g_service->unix_socket_) {
+      want |= kNoReplyStages;
+      if (g_service->options_.recipient_policy.empty()) want |= SMFIP_NR_RCPT;
+    }
+    *our_steps = steps & want;
+    *f2 = 0;
+    *f3 = 0;
+    State(ctx)->no_reply = *our_steps & (kNoReplyStages | SMFIP_NR_RCPT);
+    return SMFIS_CONTINUE;
   }
 
   static void NoteQueueId(SMFICTX* ctx, MilterSession* s) {
@@ -158,12 +197,12 @@ struct Callbacks {
     s->Connect(hostname == nullptr ? "" : hostname, AddressText(addr));
     std::string macro_addr = Macro(ctx, "{client_addr}");
     if (!macro_addr.empty()) s->SetClientAddressMacro(macro_addr);
-    return SMFIS_CONTINUE;
+    return Continue(ctx, SMFIP_NR_CONN);
   }
 
   static sfsistat Helo(SMFICTX* ctx, char* helo) {
     Session(ctx)->Helo(helo == nullptr ? "" : helo);
-    return SMFIS_CONTINUE;
+    return Continue(ctx, SMFIP_NR_HELO);
   }
 
   static sfsistat EnvFrom(SMFICTX* ctx, char** argv) {
@@ -172,33 +211,36 @@ struct Callbacks {
     NoteQueueId(ctx, s);
     std::string protocol = Macro(ctx, "r");
     if (!protocol.empty()) s->SetProtocol(protocol);
-    return SMFIS_CONTINUE;
+    return Continue(ctx, SMFIP_NR_MAIL);
   }
 
   static sfsistat EnvRcpt(SMFICTX* ctx, char** argv) {
     MilterSession* s = Session(ctx);
     NoteQueueId(ctx, s);
-    return Answer(ctx, s, s->Recipient(argv != nullptr && argv[0] != nullptr ? argv[0] : ""));
+    MilterReply reply = s->Recipient(argv != nullptr && argv[0] != nullptr ? argv[0] : "");
+    // Without a recipient policy the answer is always "continue", and not awaited.
+    if ((State(ctx)->no_reply & SMFIP_NR_RCPT) != 0) return SMFIS_NOREPLY;
+    return Answer(ctx, s, reply);
   }
 
   static sfsistat Data(SMFICTX* ctx) {
     NoteQueueId(ctx, Session(ctx));
-    return SMFIS_CONTINUE;
+    return Continue(ctx, SMFIP_NR_DATA);
   }
 
   static sfsistat Header(SMFICTX* ctx, char* name, char* value) {
     Session(ctx)->Header(name == nullptr ? "" : name, value == nullptr ? "" : value);
-    return SMFIS_CONTINUE;
+    return Continue(ctx, SMFIP_NR_HDR);
   }
 
   static sfsistat EndOfHeaders(SMFICTX* ctx) {
     Session(ctx)->EndOfHeaders();
-    return SMFIS_CONTINUE;
+    return Continue(ctx, SMFIP_NR_EOH);
   }
 
   static sfsistat Body(SMFICTX* ctx, unsigned char* data, size_t size) {
     Session(ctx)->Body(absl::string_view(reinterpret_cast<const char*>(data), size));
-    return SMFIS_CONTINUE;
+    return Continue(ctx, SMFIP_NR_BODY);
   }
 
   static sfsistat EndOfMessage(SMFICTX* ctx) {
@@ -209,17 +251,17 @@ struct Callbacks {
   }
 
   static sfsistat Abort(SMFICTX* ctx) {
-    if (auto* s = static_cast<MilterSession*>(smfi_getpriv(ctx))) s->Abort();
+    if (auto* c = static_cast<Conn*>(smfi_getpriv(ctx))) c->session->Abort();
     return SMFIS_CONTINUE;
   }
 
   static sfsistat Close(SMFICTX* ctx) {
-    delete static_cast<MilterSession*>(smfi_getpriv(ctx));
+    delete static_cast<Conn*>(smfi_getpriv(ctx));
     smfi_setpriv(ctx, nullptr);
     return SMFIS_CONTINUE;
   }
 
-  static sfsistat Unknown(SMFICTX*, const char*) { return SMFIS_CONTINUE; }
+  static sfsistat Unknown(SMFICTX* ctx, const char*) { return Continue(ctx, SMFIP_NR_UNKN); }
 };
 
 MilterService::MilterService(MilterOptions options, ScannerClient* scanner, ScannerClient* policy)
@@ -234,6 +276,8 @@ absl::Status MilterService::Open() {
   absl::Status valid = ValidateConnection(options_.connection);
   if (!valid.ok()) return valid;
   g_service = this;
+  unix_socket_ = absl::StartsWith(options_.connection, "unix:") ||
+                 absl::StartsWith(options_.connection, "local:");
 
   static std::string name;  // libmilter keeps the pointer
   name = options_.filter_name.empty() ? "sagator" : options_.filter_name;
@@ -253,7 +297,7 @@ absl::Status MilterService::Open() {
   desc.xxfi_close = &Callbacks::Close;
   desc.xxfi_unknown = &Callbacks::Unknown;
   desc.xxfi_data = &Callbacks::Data;
-  desc.xxfi_negotiate = nullptr;
+  desc.xxfi_negotiate = &Callbacks::Negotiate;
   if (smfi_register(desc) != MI_SUCCESS) return absl::InternalError("smfi_register failed");
 
   static std::string conn;  // libmilter keeps the pointer

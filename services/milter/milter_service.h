@@ -44,6 +44,8 @@ class MilterService {
  private:
   friend struct Callbacks;
   MilterOptions options_;
+  // Listening on a unix socket (the MTA is then told not to await every reply).
+  bool unix_socket_ = false;
   ScannerClient* scanner_;
   ScannerClient* policy_;
   ScanWorkers workers_;
