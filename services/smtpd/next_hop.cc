@@ -295,11 +295,14 @@ std::vector<Reply> NextHopClient::Data(absl::string_view message, size_t accepte
     Reset();
     return all(go);
   }
-  // Dot-stuffing and CRLF line ends, whatever the message uses.
+  // Dot-stuffing and CRLF line ends, whatever the message uses, written in pieces
+  // so that no second copy of a large message is held.
+  constexpr size_t kPiece = 64 * 1024;
   std::string wire;
-  wire.reserve(message.size() + message.size() / 50 + 8);
+  wire.reserve(kPiece + 1024);
   size_t pos = 0;
-  while (pos < message.size()) {
+  bool ok = true;
+  while (ok && pos < message.size()) {
     size_t nl = message.find('\n', pos);
     size_t end = nl == absl::string_view::npos ? message.size() : nl;
     absl::string_view line = message.substr(pos, end - pos);
@@ -308,9 +311,13 @@ std::vector<Reply> NextHopClient::Data(absl::string_view message, size_t accepte
     wire.append(line.data(), line.size());
     wire.append("\r\n");
     pos = end + 1;
+    if (wire.size() >= kPiece) {
+      ok = WriteAll(wire);
+      wire.clear();
+    }
   }
   wire.append(".\r\n");
-  if (!WriteAll(wire)) return all(Fail("closed the connection during DATA"));
+  if (!ok || !WriteAll(wire)) return all(Fail("closed the connection during DATA"));
   std::vector<Reply> out;
   for (size_t i = 0; i < replies; ++i) {
     Reply r = ReadReply();

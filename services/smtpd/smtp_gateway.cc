@@ -258,13 +258,15 @@ class SmtpGateway::Impl {
     ++counters_.messages;
 
     std::vector<Reply> out;
-    std::string what;
+    const char* what = "";  // for the log line
+    bool relayed = false;
     if (!d.scan_status.ok() && opt_.fail_open) {
       ++counters_.fail_open;
       LOG(WARNING) << name_ << " conn=" << c.id << " scan failed (" << d.scan_status
                    << "); fail_open: relaying unscanned";
       out = hop.Data(request.message, n);
       what = "relayed unscanned";
+      relayed = true;
     } else {
       switch (d.code) {
         case 250:
@@ -273,6 +275,7 @@ class SmtpGateway::Impl {
               d.message_rewritten ? d.rewritten_message : request.message, d.header_edits);
           out = hop.Data(message, n);
           what = "relayed";
+          relayed = true;
           break;
         }
         case 550:
@@ -295,7 +298,7 @@ class SmtpGateway::Impl {
           break;
       }
     }
-    if (what == "relayed" || what == "relayed unscanned") {
+    if (relayed) {
       out = FitReplies(std::move(out), replies);
       bool any_ok = false, any_temp = false;
       for (const Reply& r : out) {

@@ -313,6 +313,25 @@ TEST_F(GatewayTest, SmuggledMessageStaysInsideTheFirst) {
   EXPECT_THAT(got[0].recipients, ::testing::ElementsAre("b@example.org"));
 }
 
+TEST_F(GatewayTest, LargeMessageWithDotLinesArrivesIntact) {
+  StartGateway();
+  // Over 64 KB, so the relay writes it in several pieces; lines that start with a
+  // dot must be stuffed in every piece.
+  std::string stuffed, expected;  // smtp-sink stores lines with LF
+  for (int i = 0; i < 5000; ++i) {
+    std::string line = absl::StrCat(".line ", i, " ", std::string(40, 'y'));
+    absl::StrAppend(&stuffed, ".", line, "\r\n");
+    absl::StrAppend(&expected, line, "\n");
+  }
+  Client c(gateway_->port());
+  EXPECT_THAT(c.Deliver("a@example.org", {"b@example.org"}, "Subject: big\r\n\r\n" + stuffed),
+              StartsWith("250 "));
+  std::vector<SinkMessage> got = Settled(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(got[0].message, expected));  // (no dump of 250 KB)
+  EXPECT_FALSE(absl::StrContains(got[0].message, "\n..line"));
+}
+
 TEST_F(GatewayTest, IdleClientGetsA421) {
   GatewayOptions o;
   o.timeout = absl::Milliseconds(300);

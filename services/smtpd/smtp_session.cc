@@ -147,8 +147,7 @@ void SmtpSession::Error(std::string* out, const Reply& reply) {
   }
 }
 
-std::string SmtpSession::Ehlo(absl::string_view domain) const {
-  (void)domain;
+std::string SmtpSession::EhloReply() const {
   Reply r;
   r.code = 250;
   r.text = absl::StrCat(opt_.hostname, "\nPIPELINING\nSIZE ", opt_.max_message_size,
@@ -191,7 +190,9 @@ bool SmtpSession::ConsumeData() {
   size_t pos = 0;
   bool done = false;
   while (!done) {
-    size_t nl = in_.find('\n', pos);
+    // scan_: the start of in_ is a partial line already searched (long lines arrive
+    // in many reads; each is searched once).
+    size_t nl = in_.find('\n', pos == 0 ? scan_ : pos);
     if (nl == std::string::npos) break;
     absl::string_view line(in_.data() + pos, nl - pos);
     bool crlf = absl::ConsumeSuffix(&line, "\r");
@@ -222,6 +223,7 @@ bool SmtpSession::ConsumeData() {
     in_.assign(1, last);
     line_start_ = false;
   }
+  scan_ = done ? 0 : in_.size();
   return done;
 }
 
@@ -297,7 +299,7 @@ SmtpSession::Action SmtpSession::Command(absl::string_view line, std::string* ou
     greeted_ = true;
     extended_ = verb != "HELO";
     if (extended_) {
-      out->append(Ehlo(arg));
+      out->append(EhloReply());
     } else {
       absl::StrAppend(out, "250 ", opt_.hostname, "\r\n");
     }

@@ -142,7 +142,7 @@ class SmtpSession {
   bool ConsumeData();
   void Error(std::string* out, const Reply& reply);
   void ResetTransaction();
-  std::string Ehlo(absl::string_view domain) const;
+  std::string EhloReply() const;
 
   const Options opt_;
   std::string in_;   // unprocessed input

@@ -211,6 +211,16 @@ TEST(SmtpSession, OverlongLines) {
   EXPECT_TRUE(d.messages.empty());
 }
 
+TEST(SmtpSession, LongDataLineInManyReadsIsKept) {
+  Driver d;
+  d.Send("EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n");
+  std::string line(200000, 'L');
+  for (size_t i = 0; i < line.size(); i += 1000) EXPECT_EQ(d.Send(line.substr(i, 1000)), "");
+  EXPECT_THAT(d.Send("\r\n.\r\n"), StartsWith("250 "));
+  ASSERT_EQ(d.messages.size(), 1u);
+  EXPECT_EQ(d.messages[0].data, line + "\r\n");
+}
+
 TEST(SmtpSession, TooManyRecipients) {
   SmtpSession::Options o;
   o.max_recipients = 2;
