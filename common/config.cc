@@ -115,6 +115,7 @@ class Converter {
                               Message* msg, const std::string& path);
 
   const std::vector<ChainRef>& refs() const { return refs_; }
+  const std::vector<ChainRef>& database_refs() const { return database_refs_; }
 
  private:
   absl::Status ConvertField(const YAML::Node& node, const YAML::Mark& mark,
@@ -129,6 +130,7 @@ class Converter {
 
   std::string file_;
   std::vector<ChainRef> refs_;
+  std::vector<ChainRef> database_refs_;
   std::string current_chain_;
 };
 
@@ -342,6 +344,9 @@ absl::Status Converter::ConvertValue(const YAML::Node& node, const YAML::Mark& k
       if (opts.GetExtension(config::v1::chain_ref)) {
         refs_.push_back({text, path, mark, current_chain_});
       }
+      if (opts.GetExtension(config::v1::database_ref)) {
+        database_refs_.push_back({text, path, mark, current_chain_});
+      }
       repeated ? r->AddString(msg, f, text) : r->SetString(msg, f, text);
       return absl::OkStatus();
     }
@@ -464,6 +469,21 @@ absl::Status CheckChains(const Converter& conv, const config::v1::Config& cfg) {
   return absl::OkStatus();
 }
 
+// Checks that every database a scanner names is configured under `databases:`.
+absl::Status CheckDatabases(const Converter& conv, const config::v1::Config& cfg) {
+  for (const ChainRef& ref : conv.database_refs()) {
+    if (cfg.databases().contains(ref.name)) continue;
+    std::vector<std::string> names;
+    for (const auto& [n, _] : cfg.databases()) names.push_back(n);
+    std::sort(names.begin(), names.end());
+    return conv.Error(ref.mark, ref.path,
+                      absl::StrCat("unknown database '", ref.name, "' (configured under "
+                                   "databases: ",
+                                   names.empty() ? "none" : absl::StrJoin(names, ", "), ")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status NameServices(const std::string& file, config::v1::Config* cfg) {
   std::map<std::string, int> count;
   std::set<std::string> names;
@@ -514,6 +534,8 @@ absl::StatusOr<LoadedConfig> LoadConfigString(absl::string_view yaml,
                                                    e.mark.column + 1, ": ", e.msg));
   }
   absl::Status s = CheckChains(conv, out.proto);
+  if (!s.ok()) return s;
+  s = CheckDatabases(conv, out.proto);
   if (!s.ok()) return s;
   s = NameServices(display_name, &out.proto);
   if (!s.ok()) return s;

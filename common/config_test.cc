@@ -128,6 +128,24 @@ TEST(ConfigLoader, RefusesDanglingChainNames) {
               HasSubstr("test.yaml:2:15: chains.a[0].chain: unknown chain 'b'"));
 }
 
+TEST(ConfigLoader, RefusesDanglingDatabaseNames) {
+  // The default database name "default" must exist too.
+  EXPECT_THAT(ErrorOf("chains:\n  p: [greylist]\n"),
+              HasSubstr("chains.p[0].greylist.db: unknown database 'default' (configured under "
+                        "databases: none)"));
+  EXPECT_THAT(ErrorOf("databases: {main: {sqlite: {path: x.db}}}\n"
+                      "chains:\n  p: [{sql_list: {db: other}}]\n"),
+              HasSubstr("test.yaml:3:23: chains.p[0].sql_list.db: unknown database 'other' "
+                        "(configured under databases: main)"));
+  auto c = Load("databases:\n  default: {sqlite: {path: g.db}}\n"
+                "  pg: {postgresql: {conninfo: 'host=db'}}\n"
+                "chains:\n  p: [greylist, {add_listed: {db: pg, flags: BA, scanners: [nothing]}}]\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->proto.databases().at("default").sqlite().busy_timeout().seconds(), 5);
+  EXPECT_EQ(c->proto.databases().at("pg").postgresql().pool_size(), 8);
+  EXPECT_EQ(c->proto.chains().at("p").scanners(0).greylist().min().seconds(), 300);
+}
+
 TEST(ConfigLoader, RefusesChainsThatIncludeThemselves) {
   EXPECT_THAT(ErrorOf("chains:\n  a: [{chain: b}]\n  b: [{match_any: [{chain: a}]}]\n"),
               HasSubstr("includes itself"));
