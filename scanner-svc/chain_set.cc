@@ -17,6 +17,7 @@
 #include "scanner-svc/scanners/clamd.h"
 #include "scanner-svc/scanners/libclam.h"
 #include "scanner-svc/scanners/parsemail.h"
+#include "scanner-svc/scanners/policy.h"
 
 namespace sagator {
 namespace {
@@ -122,6 +123,19 @@ class TreeBuilder {
     return std::shared_ptr<const scanners::ClamEngine>(*e);
   }
 
+  // The policy store on database `name`, opened (and migrated) once per database.
+  absl::StatusOr<std::shared_ptr<policy::PolicyStore>> Store(const std::string& name) {
+    auto it = stores_.find(name);
+    if (it != stores_.end()) return it->second;
+    auto db = sql::Open(config_.proto.databases().at(name), config_.base_dir);
+    if (!db.ok()) return db.status();
+    auto store = policy::PolicyStore::Open(*db);
+    if (!store.ok()) return store.status();
+    std::shared_ptr<policy::PolicyStore> shared = *std::move(store);
+    stores_[name] = shared;
+    return shared;
+  }
+
   absl::StatusOr<ScannerPtr> Build(const ScannerSpec& spec, const std::string& path) {
     auto with_path = [&](absl::Status s) {
       return absl::Status(s.code(), absl::StrCat(config_.path, ": ", path, ": ", s.message()));
@@ -212,6 +226,27 @@ class TreeBuilder {
         return ScannerPtr(std::make_unique<scanners::Parsemail>(
             *std::move(inner), spec.parsemail().max_parts(), spec.parsemail().max_depth()));
       }
+      case ScannerSpec::kGreylist: {
+        auto store = Store(spec.greylist().db());
+        if (!store.ok()) return with_path(store.status());
+        return ScannerPtr(std::make_unique<scanners::GreylistScanner>(*store, spec.greylist()));
+      }
+      case ScannerSpec::kSqlList: {
+        auto store = Store(spec.sql_list().db());
+        if (!store.ok()) return with_path(store.status());
+        return ScannerPtr(
+            std::make_unique<scanners::SqlListScanner>(*store, spec.sql_list().name()));
+      }
+      case ScannerSpec::kAddListed: {
+        std::string sub = absl::StrCat(path, ".add_listed");
+        auto inner = BuildInner(spec.add_listed().scanners(), sub);
+        if (!inner.ok()) return inner.status();
+        auto store = Store(spec.add_listed().db());
+        if (!store.ok()) return with_path(store.status());
+        auto s = scanners::AddListed::Create(*store, spec.add_listed(), *std::move(inner));
+        if (!s.ok()) return with_path(s.status());
+        return ScannerPtr(*std::move(s));
+      }
       case ScannerSpec::kChain: {
         absl::Status s = BuildChain(spec.chain());
         if (!s.ok()) return s;
@@ -228,6 +263,7 @@ class TreeBuilder {
   std::map<std::string, std::unique_ptr<Scanner>>* chains_;
   std::set<std::string> building_;
   std::map<std::string, std::shared_ptr<scanners::ClamEngine>> engines_;
+  std::map<std::string, std::shared_ptr<policy::PolicyStore>> stores_;
 };
 
 std::string ReplyText(const ChainVerdict& v) {
@@ -299,7 +335,7 @@ ChainVerdict ChainSet::Finish(const engine::Scanner& chain, ChainVerdict v) cons
        absl::StrCat(kSagatorVersion, " at ", hostname_, "; ", chain.Describe())}};
   edits.insert(edits.end(), v.edits.begin(), v.edits.end());
   v.edits = std::move(edits);
-  v.reply_text = ReplyText(v);
+  if (v.reply_text.empty()) v.reply_text = ReplyText(v);
   return v;
 }
 
@@ -325,9 +361,11 @@ absl::StatusOr<ChainVerdict> ChainSet::Run(absl::string_view chain, absl::string
   } else {
     v.result = *std::move(r);
     if (v.result.detected()) {
-      v.outcome = ctx.drop()      ? common::v1::DROP
+      v.outcome = ctx.defer()     ? common::v1::TEMPFAIL
+                  : ctx.drop()    ? common::v1::DROP
                   : ctx.deliver() ? common::v1::FORCED_PASS
                                   : common::v1::REJECT;
+      v.reply_text = ctx.reply_text();
     }
   }
   v.edits = ctx.header_edits();

@@ -7,8 +7,10 @@
 //
 // Outcome mapping (SAGATOR's status codes): a scanner error gives TEMPFAIL (451);
 // a result not scanned for its size gives global.not_scanned_outcome; a detection
-// (level >= 1.0) gives DROP (551) when drop() matched it, FORCED_PASS (251) when
-// deliver() matched it, else REJECT (550); anything else is PASS (250).
+// (level >= 1.0) gives TEMPFAIL when a policy scanner deferred it (greylist), DROP
+// (551) when drop() matched it, FORCED_PASS (251) when deliver() matched it (or a
+// white list), else REJECT (550); anything else is PASS (250). The deciding
+// scanner may choose the reply text.
 //
 // Thread-safe: Run() may be called from many threads at once.
 #ifndef SAGATOR_SCANNER_SVC_CHAIN_SET_H_

@@ -322,6 +322,53 @@ TEST(ChainSet, SharesOneClamEngineAcrossThreads) {
   EXPECT_EQ(passed.load(), 100);
 }
 
+TEST(ChainSet, PolicyChainDefersGreylistsRejectsBlackAndForcesWhite) {
+  std::string db = absl::StrCat(std::getenv("TEST_TMPDIR"), "/policy.db");
+  auto set = Chains(absl::StrCat(
+      "databases: {default: {sqlite: {path: '", db, "'}}}\n"
+      "chains:\n"
+      "  policy: [sql_list, {greylist: {min: 0s, info_url: ''}}]\n"
+      "  av: [{add_listed: {flags: BS, scanners: [{string_scan: {entries: [{name: Bad, "
+      "patterns: [BAD]}]}}]}}]\n"));
+  ASSERT_NE(set, nullptr);
+  auto env = [](std::string sender, std::string rcpt) {
+    engine::MessageEnvelope e;
+    e.client_address = "192.0.2.1";
+    e.sender = std::move(sender);
+    e.recipients = {std::move(rcpt)};
+    return e;
+  };
+  auto run = [&](absl::string_view chain, absl::string_view msg, engine::MessageEnvelope e) {
+    auto v = set->Run(chain, msg, std::move(e), absl::Now() + absl::Seconds(30));
+    EXPECT_TRUE(v.ok()) << v.status();
+    return v.ok() ? *v : ChainVerdict{};
+  };
+  ChainVerdict v = run("policy", "", env("a@example.org", "b@example.net"));
+  EXPECT_EQ(v.outcome, common::v1::TEMPFAIL);
+  EXPECT_EQ(v.result.name, "Greylisted");
+  EXPECT_EQ(v.reply_text, "4.7.1 Greylisted, try again in 1 seconds");
+  v = run("policy", "", env("a@example.org", "b@example.net"));
+  EXPECT_EQ(v.outcome, common::v1::PASS);
+  EXPECT_EQ(v.edits.back().name, "X-Greylist");
+
+  // A virus sender gets listed by add_listed, and sql_list then rejects it first.
+  v = run("av", Mail("BAD"), env("bad@example.org", "b@example.net"));
+  EXPECT_EQ(v.outcome, common::v1::REJECT);
+  v = run("policy", "", env("bad@example.org", "c@example.net"));
+  EXPECT_EQ(v.outcome, common::v1::REJECT);
+  EXPECT_EQ(v.reply_text, "5.7.1 Rejected: sender bad@example.org is blacklisted");
+}
+
+TEST(ChainSet, AnUnopenableDatabaseIsAStartErrorNamingTheKey) {
+  auto cfg = LoadConfigString(
+      "databases: {default: {sqlite: {path: /nonexistent-dir/x.db}}}\nchains: {p: [greylist]}\n",
+      "t.yaml", "/");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  auto set = ChainSet::Create(*cfg);
+  ASSERT_FALSE(set.ok());
+  EXPECT_THAT(set.status().message(), HasSubstr("chains.p[0]: cannot open SQLite database"));
+}
+
 TEST(SagatorId, HasSagatorsFormatAndIsUnique) {
   absl::Time t = absl::FromUnixSeconds(1591034662);
   std::string a = NewSagatorId("h", t), b = NewSagatorId("h", t);

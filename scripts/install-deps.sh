@@ -12,6 +12,7 @@ PKGS=(
   python3-grpcio python3-grpc-tools procps
   postfix swaks miltertest libmilter-dev clamsmtp clamav-milter
   libgmime-3.0-dev
+  libpqxx-dev postgresql postgrey
 )
 
 missing=()
@@ -38,4 +39,14 @@ if command -v service >/dev/null 2>&1; then
   $SUDO service postfix stop >/dev/null 2>&1 || true
   $SUDO service clamsmtp stop >/dev/null 2>&1 || true
   $SUDO service clamav-milter stop >/dev/null 2>&1 || true
+  # PostgreSQL and postgrey too: tests run throw-away clusters and their own postgrey.
+  $SUDO service postgresql stop >/dev/null 2>&1 || true
+  $SUDO service postgrey stop >/dev/null 2>&1 || true
+fi
+# Keep them from coming back at boot where an init system manages services.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now postgresql postgrey >/dev/null 2>&1 || true
+elif command -v update-rc.d >/dev/null 2>&1; then
+  $SUDO update-rc.d postgresql disable >/dev/null 2>&1 || true
+  $SUDO update-rc.d postgrey disable >/dev/null 2>&1 || true
 fi

@@ -104,6 +104,8 @@ class ScanContext {
   void MergeChild(const ScanContext& child) {
     drop_ = drop_ || child.drop_;
     deliver_ = deliver_ || child.deliver_;
+    defer_ = defer_ || child.defer_;
+    if (reply_text_.empty()) reply_text_ = child.reply_text_;
     edits_.insert(edits_.end(), child.edits_.begin(), child.edits_.end());
   }
   // The part this context scans; nullopt for the whole message.
@@ -126,6 +128,14 @@ class ScanContext {
   bool drop() const { return drop_; }
   void set_deliver(bool v) { deliver_ = v; }
   bool deliver() const { return deliver_; }
+  // Set by policy scanners (greylist): the detection that decides means "try
+  // again later" (TEMPFAIL), not a rejection.
+  void set_defer(bool v) { defer_ = v; }
+  bool defer() const { return defer_; }
+  // Reply text for the MTA chosen by the deciding scanner (after the status code,
+  // e.g. "4.7.1 Greylisted, ..."); empty: the engine's default text.
+  void set_reply_text(std::string text) { reply_text_ = std::move(text); }
+  const std::string& reply_text() const { return reply_text_; }
 
   void AddHeaderEdit(HeaderEdit edit) { edits_.push_back(std::move(edit)); }
   const std::vector<HeaderEdit>& header_edits() const { return edits_; }
@@ -141,6 +151,8 @@ class ScanContext {
   std::function<bool()> cancelled_;
   bool drop_ = false;
   bool deliver_ = false;
+  bool defer_ = false;
+  std::string reply_text_;
   std::vector<HeaderEdit> edits_;
   std::optional<std::string> rewritten_;
   std::optional<PartInfo> part_;

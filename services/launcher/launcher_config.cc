@@ -30,6 +30,7 @@ constexpr KindBinary kServiceBinaries[] = {
     {Service::kSmtpd, "smtpd"},
     {Service::kLmtpd, "lmtpd"},
     {Service::kMilter, "milter"},
+    {Service::kSmtpdPolicy, "smtpd_policy"},
 };
 
 absl::Duration ToDuration(const google::protobuf::Duration& d) {

@@ -43,6 +43,7 @@ TEST(ServiceBinaryName, NamesTheBinaryOfEachServiceKindOfOurs) {
   EXPECT_STREQ(ServiceBinaryName(Service::kSmtpd), "smtpd");
   EXPECT_STREQ(ServiceBinaryName(Service::kLmtpd), "lmtpd");
   EXPECT_STREQ(ServiceBinaryName(Service::kMilter), "milter");
+  EXPECT_STREQ(ServiceBinaryName(Service::kSmtpdPolicy), "smtpd_policy");
   EXPECT_EQ(ServiceBinaryName(Service::kChrootExecvp), nullptr);
   EXPECT_EQ(ServiceBinaryName(Service::kRlimit), nullptr);
 }

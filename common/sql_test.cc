@@ -1,0 +1,176 @@
+// The same statements against both back ends: SQLite in TEST_TMPDIR and a real
+// PostgreSQL started by the test.
+#include "common/sql.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "tests/harness/postgres.h"
+
+namespace sagator::sql {
+namespace {
+
+using ::testing::HasSubstr;
+
+harness::PostgresInstance* SharedPostgres() {
+  static harness::PostgresInstance* pg = [] {
+    auto p = harness::PostgresInstance::Start();
+    if (!p.ok()) {
+      ADD_FAILURE() << p.status();
+      return static_cast<harness::PostgresInstance*>(nullptr);
+    }
+    return p->release();
+  }();
+  return pg;
+}
+
+int counter = 0;
+
+class SqlTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Backend::kSqlite) {
+      std::string path = absl::StrCat(std::getenv("TEST_TMPDIR"), "/t", ++counter, ".db");
+      auto d = OpenSqlite(path, absl::Seconds(5));
+      ASSERT_TRUE(d.ok()) << d.status();
+      db_ = *d;
+    } else {
+      harness::PostgresInstance* pg = SharedPostgres();
+      ASSERT_NE(pg, nullptr);
+      auto d = OpenPostgresql(pg->conninfo(), 4);
+      ASSERT_TRUE(d.ok()) << d.status();
+      db_ = *d;
+      // A fresh schema per test.
+      ASSERT_TRUE(db_->Query("DROP TABLE IF EXISTS kv", {}).ok());
+      ASSERT_TRUE(db_->Query("DROP TABLE IF EXISTS schema_migrations", {}).ok());
+    }
+  }
+  std::shared_ptr<Database> db_;
+};
+
+const std::vector<std::string> kSteps = {
+    "CREATE TABLE kv (k TEXT PRIMARY KEY, n BIGINT NOT NULL, note TEXT)",
+    "CREATE INDEX kv_n ON kv (n)",
+};
+
+TEST_P(SqlTest, BindsTextIntegersAndNullsAndReturnsRows) {
+  ASSERT_TRUE(Migrate(*db_, "t", kSteps).ok());
+  ASSERT_TRUE(db_->Query("INSERT INTO kv (k, n, note) VALUES ($1, $2, $3)",
+                         {"a'; DROP TABLE kv; --", int64_t{42}, std::nullopt})
+                  .ok());
+  auto rows = db_->Query("SELECT k, n, note FROM kv WHERE n > $1", {int64_t{41}});
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].text(0), "a'; DROP TABLE kv; --");
+  EXPECT_EQ((*rows)[0].integer(1), 42);
+  EXPECT_TRUE((*rows)[0].is_null(2));
+}
+
+TEST_P(SqlTest, UpsertWithReturningWorksOnBoth) {
+  ASSERT_TRUE(Migrate(*db_, "t", kSteps).ok());
+  const char* upsert =
+      "INSERT INTO kv (k, n) VALUES ($1, 1) ON CONFLICT (k) DO UPDATE SET n = kv.n + 1 "
+      "RETURNING n";
+  for (int i = 1; i <= 3; ++i) {
+    auto rows = db_->Query(upsert, {"key"});
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    EXPECT_EQ((*rows)[0].integer(0), i);
+  }
+}
+
+TEST_P(SqlTest, MigrationsRunOnceAndRefuseANewerSchema) {
+  ASSERT_TRUE(Migrate(*db_, "t", kSteps).ok());
+  ASSERT_TRUE(Migrate(*db_, "t", kSteps).ok());  // nothing to do
+  std::vector<std::string> more = kSteps;
+  more.push_back("ALTER TABLE kv ADD COLUMN extra TEXT");
+  ASSERT_TRUE(Migrate(*db_, "t", more).ok());
+  EXPECT_TRUE(db_->Query("SELECT extra FROM kv", {}).ok());
+  absl::Status old = Migrate(*db_, "t", kSteps);
+  EXPECT_EQ(old.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(old.message(), HasSubstr("schema is version 3, newer than this program's 2"));
+}
+
+TEST_P(SqlTest, AFailedMigrationLeavesNothingBehind) {
+  std::vector<std::string> bad = {kSteps[0], "CREATE TABLE broken (", kSteps[1]};
+  absl::Status s = Migrate(*db_, "t", bad);
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr("t migration 2"));
+  // Step 1 was rolled back with the failing step.
+  EXPECT_TRUE(Migrate(*db_, "t", kSteps).ok());
+  EXPECT_TRUE(db_->Query("SELECT n FROM kv", {}).ok());
+}
+
+TEST_P(SqlTest, ConcurrentMigrationsAndUpsertsStayConsistent) {
+  constexpr int kThreads = 6, kEach = 100;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      if (!Migrate(*db_, "t", kSteps).ok()) ++failures;
+      for (int i = 0; i < kEach; ++i) {
+        auto r = db_->Query(
+            "INSERT INTO kv (k, n) VALUES ($1, 1) ON CONFLICT (k) DO UPDATE SET n = kv.n + 1",
+            {"shared"});
+        if (!r.ok()) {
+          ADD_FAILURE() << r.status();
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto rows = db_->Query("SELECT n FROM kv WHERE k = $1", {"shared"});
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ((*rows)[0].integer(0), kThreads * kEach);
+}
+
+TEST_P(SqlTest, BadStatementsAreInternalErrorsAndTheConnectionStaysUsable) {
+  auto r = db_->Query("SELECT * FROM no_such_table", {});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal) << r.status();
+  EXPECT_TRUE(db_->Query("SELECT 1", {}).ok());
+}
+
+TEST_P(SqlTest, TransactionsRollBackOnError) {
+  ASSERT_TRUE(Migrate(*db_, "t", kSteps).ok());
+  absl::Status s = db_->RunTransaction([](Transaction& tx) -> absl::Status {
+    auto r = tx.Query("INSERT INTO kv (k, n) VALUES ($1, $2)", {"x", int64_t{1}});
+    if (!r.ok()) return r.status();
+    return absl::AbortedError("changed my mind");
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted);
+  auto rows = db_->Query("SELECT COUNT(*) FROM kv", {});
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ((*rows)[0].integer(0), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, SqlTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgresql),
+                         [](const auto& info) {
+                           return info.param == Backend::kSqlite ? "Sqlite" : "Postgresql";
+                         });
+
+TEST(SqlOpen, UnreachableServersAndUnwritablePathsAreUnavailable) {
+  auto pg = OpenPostgresql("host=127.0.0.1 port=1 connect_timeout=2", 1);
+  EXPECT_EQ(pg.status().code(), absl::StatusCode::kUnavailable) << pg.status();
+  EXPECT_THAT(pg.status().message(), HasSubstr("cannot connect to PostgreSQL"));
+  auto lite = OpenSqlite("/nonexistent-dir/x.db", absl::Seconds(1));
+  EXPECT_EQ(lite.status().code(), absl::StatusCode::kUnavailable) << lite.status();
+}
+
+TEST(SqlOpen, ResolvesRelativeSqlitePathsAgainstTheConfigFolder) {
+  config::v1::Database spec;
+  spec.mutable_sqlite()->set_path("rel.db");
+  auto db = Open(spec, std::getenv("TEST_TMPDIR"));
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_EQ((*db)->backend(), Backend::kSqlite);
+  EXPECT_EQ(access(absl::StrCat(std::getenv("TEST_TMPDIR"), "/rel.db").c_str(), F_OK), 0);
+}
+
+}  // namespace
+}  // namespace sagator::sql

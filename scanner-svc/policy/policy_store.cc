@@ -1,0 +1,417 @@
+#include "scanner-svc/policy/policy_store.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace sagator::policy {
+namespace {
+
+// Schema version i + 1 is kSchema[i]; never edit a step that shipped, add one.
+const std::vector<std::string>& Schema() {
+  static const auto* steps = new std::vector<std::string>{
+      // Greylisting triplets. passed_at is NULL until a retry after `min` passed.
+      "CREATE TABLE greylist ("
+      " client_net TEXT NOT NULL, sender TEXT NOT NULL, recipient TEXT NOT NULL,"
+      " first_seen BIGINT NOT NULL, last_seen BIGINT NOT NULL, passed_at BIGINT,"
+      " PRIMARY KEY (client_net, sender, recipient))",
+      "CREATE INDEX greylist_last_seen ON greylist (last_seen)",
+      // Client networks and how many triplets they passed (auto-whitelisting).
+      "CREATE TABLE greylist_clients ("
+      " client_net TEXT PRIMARY KEY, passes BIGINT NOT NULL, last_seen BIGINT NOT NULL)",
+      // SAGATOR's black and white lists; expires NULL means never.
+      "CREATE TABLE lists ("
+      " kind TEXT NOT NULL, value TEXT NOT NULL, created BIGINT NOT NULL, expires BIGINT,"
+      " comment TEXT NOT NULL DEFAULT '', PRIMARY KEY (kind, value))",
+      "CREATE INDEX lists_value ON lists (value)",
+  };
+  return *steps;
+}
+
+int64_t Secs(absl::Time t) { return absl::ToUnixSeconds(t); }
+absl::Time FromSecs(int64_t s) { return absl::FromUnixSeconds(s); }
+
+struct ParsedIp {
+  int family = 0;  // AF_INET or AF_INET6, 0 when not an address
+  unsigned char bytes[16] = {};
+};
+
+ParsedIp ParseIp(absl::string_view text) {
+  ParsedIp ip;
+  std::string s(text);
+  // Postfix writes IPv6 client addresses bare; tolerate "IPv6:" and brackets.
+  if (absl::StartsWithIgnoreCase(s, "ipv6:")) s = s.substr(5);
+  if (s.size() > 2 && s.front() == '[' && s.back() == ']') s = s.substr(1, s.size() - 2);
+  if (inet_pton(AF_INET, s.c_str(), ip.bytes) == 1) {
+    ip.family = AF_INET;
+  } else if (inet_pton(AF_INET6, s.c_str(), ip.bytes) == 1) {
+    ip.family = AF_INET6;
+    // An IPv4-mapped address is the IPv4 client.
+    static const unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(ip.bytes, kMapped, 12) == 0) {
+      memmove(ip.bytes, ip.bytes + 12, 4);
+      memset(ip.bytes + 4, 0, 12);
+      ip.family = AF_INET;
+    }
+  }
+  return ip;
+}
+
+std::string Network(const ParsedIp& ip, int prefix) {
+  unsigned char b[16];
+  memcpy(b, ip.bytes, sizeof b);
+  int bytes = ip.family == AF_INET ? 4 : 16;
+  for (int i = 0; i < bytes; ++i) {
+    int keep = prefix - i * 8;
+    if (keep >= 8) continue;
+    b[i] = keep <= 0 ? 0 : static_cast<unsigned char>(b[i] & (0xff << (8 - keep)));
+  }
+  char buf[INET6_ADDRSTRLEN];
+  inet_ntop(ip.family, b, buf, sizeof buf);
+  int full = ip.family == AF_INET ? 32 : 128;
+  return prefix >= full ? std::string(buf) : absl::StrCat(buf, "/", prefix);
+}
+
+constexpr int kV4Prefixes[] = {32, 24, 16, 8};
+constexpr int kV6Prefixes[] = {128, 64, 48, 32};
+
+bool IsAddressKind(ListKind k) { return k == ListKind::kBA || k == ListKind::kWA; }
+
+std::string Lower(absl::string_view s) { return absl::AsciiStrToLower(s); }
+
+// The keys an address or a domain of a mail address may be listed under:
+// the address, its domain and up to two parent domains. Unused slots are "".
+std::array<std::string, 4> MailKeys(absl::string_view address) {
+  std::array<std::string, 4> keys;
+  std::string a = Lower(address);
+  if (a.empty()) {
+    keys[0] = "<>";
+    return keys;
+  }
+  keys[0] = a;
+  size_t at = a.rfind('@');
+  if (at == std::string::npos) return keys;
+  std::string domain = a.substr(at + 1);
+  for (int i = 1; i < 4 && !domain.empty(); ++i) {
+    keys[i] = domain;
+    size_t dot = domain.find('.');
+    if (dot == std::string::npos) break;
+    domain = domain.substr(dot + 1);
+    if (domain.find('.') == std::string::npos) break;  // never a bare TLD
+  }
+  return keys;
+}
+
+std::array<std::string, 4> AddressKeys(absl::string_view address) {
+  std::array<std::string, 4> keys;
+  if (address.empty()) return keys;
+  ParsedIp ip = ParseIp(address);
+  if (ip.family == 0) {
+    keys[0] = Lower(address);
+    return keys;
+  }
+  for (int i = 0; i < 4; ++i) {
+    keys[i] = Network(ip, ip.family == AF_INET ? kV4Prefixes[i] : kV6Prefixes[i]);
+  }
+  return keys;
+}
+
+ListEntry EntryFromRow(const sql::Row& r) {
+  ListEntry e;
+  e.kind = *ParseListKind(r.text(0));
+  e.value = r.text(1);
+  e.created = FromSecs(r.integer(2));
+  e.expires = r.is_null(3) ? absl::InfiniteFuture() : FromSecs(r.integer(3));
+  e.comment = r.text(4);
+  return e;
+}
+
+}  // namespace
+
+absl::StatusOr<ListKind> ParseListKind(absl::string_view name) {
+  std::string n = absl::AsciiStrToUpper(absl::StripAsciiWhitespace(name));
+  static constexpr std::pair<const char*, ListKind> kKinds[] = {
+      {"BA", ListKind::kBA}, {"BS", ListKind::kBS}, {"BR", ListKind::kBR},
+      {"WA", ListKind::kWA}, {"WS", ListKind::kWS}, {"WR", ListKind::kWR}};
+  for (const auto& [text, kind] : kKinds) {
+    if (n == text) return kind;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("'", name, "' is not a list flag (BA, BS, BR, WA, WS, WR)"));
+}
+
+const char* ListKindName(ListKind kind) {
+  switch (kind) {
+    case ListKind::kBA: return "BA";
+    case ListKind::kBS: return "BS";
+    case ListKind::kBR: return "BR";
+    case ListKind::kWA: return "WA";
+    case ListKind::kWS: return "WS";
+    case ListKind::kWR: return "WR";
+  }
+  return "?";
+}
+
+absl::StatusOr<std::string> NormalizeListValue(ListKind kind, absl::string_view value) {
+  std::string v(absl::StripAsciiWhitespace(value));
+  if (v.empty()) return absl::InvalidArgumentError("an empty list value matches nothing");
+  if (IsAddressKind(kind)) {
+    std::vector<std::string> parts = absl::StrSplit(v, absl::MaxSplits('/', 1));
+    ParsedIp ip = ParseIp(parts[0]);
+    if (ip.family == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("'", v, "' is not an IP address or network"));
+    }
+    int full = ip.family == AF_INET ? 32 : 128;
+    int prefix = full;
+    if (parts.size() == 2 && !absl::SimpleAtoi(parts[1], &prefix)) prefix = -1;
+    const int* allowed = ip.family == AF_INET ? kV4Prefixes : kV6Prefixes;
+    if (std::find(allowed, allowed + 4, prefix) == allowed + 4) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", v, "': networks are listed at ",
+          ip.family == AF_INET ? "/8, /16 or /24" : "/32, /48 or /64"));
+    }
+    return Network(ip, prefix);
+  }
+  v = Lower(v);
+  if (v == "<>" || v.find('@') != std::string::npos) {
+    if (v.front() == '@') v = v.substr(1);  // "@example.com" means the domain
+    return v;
+  }
+  if (v.find_first_of(" \t<>,;") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("'", v, "' is not an address or domain"));
+  }
+  return v;
+}
+
+std::string ClientNetwork(absl::string_view address, int ipv4_prefix, int ipv6_prefix) {
+  ParsedIp ip = ParseIp(address);
+  if (ip.family == 0) return Lower(address);
+  return Network(ip, ip.family == AF_INET ? ipv4_prefix : ipv6_prefix);
+}
+
+absl::StatusOr<std::unique_ptr<PolicyStore>> PolicyStore::Open(
+    std::shared_ptr<sql::Database> db) {
+  absl::Status s = sql::Migrate(*db, "policy", Schema());
+  if (!s.ok()) return s;
+  return std::unique_ptr<PolicyStore>(new PolicyStore(std::move(db)));
+}
+
+absl::StatusOr<GreylistDecision> PolicyStore::Greylist(const Triplet& t,
+                                                       const GreylistParams& p,
+                                                       absl::Time now_time) {
+  const int64_t now = Secs(now_time);
+  const int64_t min = absl::ToInt64Seconds(p.min);
+  const int64_t expire = absl::ToInt64Seconds(p.expire);
+  const int64_t max_age = absl::ToInt64Seconds(p.max_age);
+  // One round trip for the common cases: the client's pass count and the triplet.
+  auto rows = db_->Query(
+      "SELECT (SELECT passes FROM greylist_clients WHERE client_net = $1),"
+      " (SELECT last_seen FROM greylist_clients WHERE client_net = $1),"
+      " g.first_seen, g.passed_at, g.last_seen"
+      " FROM (SELECT 1 AS one) AS o LEFT JOIN greylist g"
+      " ON g.client_net = $1 AND g.sender = $2 AND g.recipient = $3",
+      {t.client_network, t.sender, t.recipient});
+  if (!rows.ok()) return rows.status();
+  const sql::Row& r = rows->at(0);
+  GreylistDecision d;
+
+  // Refreshes last_seen at most once an hour, so busy senders cost no writes.
+  auto touch = [&](const char* statement, sql::Params params,
+                   int64_t last_seen) -> absl::Status {
+    if (now - last_seen < 3600) return absl::OkStatus();
+    return db_->Query(statement, params).status();
+  };
+
+  if (p.auto_whitelist > 0 && !r.is_null(0) && r.integer(0) >= p.auto_whitelist &&
+      (max_age == 0 || now - r.integer(1) <= max_age)) {
+    absl::Status s = touch("UPDATE greylist_clients SET last_seen = $2 WHERE client_net = $1",
+                           {t.client_network, now}, r.integer(1));
+    if (!s.ok()) return s;
+    d.state = GreylistDecision::State::kClientWhitelisted;
+    return d;
+  }
+
+  bool exists = !r.is_null(2);
+  int64_t first_seen = r.integer(2);
+  if (exists && !r.is_null(3)) {
+    if (max_age == 0 || now - r.integer(4) <= max_age) {
+      absl::Status s = touch(
+          "UPDATE greylist SET last_seen = $4"
+          " WHERE client_net = $1 AND sender = $2 AND recipient = $3",
+          {t.client_network, t.sender, t.recipient, now}, r.integer(4));
+      if (!s.ok()) return s;
+      d.state = GreylistDecision::State::kKnown;
+      return d;
+    }
+    exists = false;  // forgotten: it starts over below
+  }
+  if (exists && now - first_seen > expire) exists = false;
+
+  if (!exists) {
+    // New (or forgotten) triplet. Another replica may insert or restart it at the
+    // same moment; the statement only (re)starts a record that is absent, expired
+    // or aged out, and the caller is deferred either way.
+    auto up = db_->Query(
+        "INSERT INTO greylist (client_net, sender, recipient, first_seen, last_seen, passed_at)"
+        " VALUES ($1, $2, $3, $4, $4, NULL)"
+        " ON CONFLICT (client_net, sender, recipient) DO UPDATE SET"
+        " first_seen = $4, last_seen = $4, passed_at = NULL"
+        " WHERE (greylist.passed_at IS NULL AND greylist.first_seen < $5)"
+        " OR (greylist.passed_at IS NOT NULL AND $6 > 0 AND greylist.last_seen < $7)",
+        {t.client_network, t.sender, t.recipient, now, now - expire, max_age, now - max_age});
+    if (!up.ok()) return up.status();
+    d.state = GreylistDecision::State::kDeferred;
+    d.wait = p.min;
+    return d;
+  }
+
+  if (now - first_seen < min) {
+    d.state = GreylistDecision::State::kDeferred;
+    d.wait = absl::Seconds(first_seen + min - now);
+    return d;
+  }
+
+  // A retry after `min`: exactly one caller flips passed_at.
+  auto passed = db_->Query(
+      "UPDATE greylist SET passed_at = $4, last_seen = $4"
+      " WHERE client_net = $1 AND sender = $2 AND recipient = $3 AND passed_at IS NULL"
+      " RETURNING first_seen",
+      {t.client_network, t.sender, t.recipient, now});
+  if (!passed.ok()) return passed.status();
+  if (passed->empty()) {
+    d.state = GreylistDecision::State::kKnown;
+    return d;
+  }
+  d.state = GreylistDecision::State::kPassedNow;
+  d.delayed = absl::Seconds(now - passed->at(0).integer(0));
+  if (p.auto_whitelist > 0) {
+    auto c = db_->Query(
+        "INSERT INTO greylist_clients (client_net, passes, last_seen) VALUES ($1, 1, $2)"
+        " ON CONFLICT (client_net) DO UPDATE SET passes = greylist_clients.passes + 1,"
+        " last_seen = $2",
+        {t.client_network, now});
+    if (!c.ok()) return c.status();
+  }
+  return d;
+}
+
+absl::StatusOr<std::optional<ListEntry>> PolicyStore::FindListed(
+    absl::string_view client_address, absl::string_view sender, absl::string_view recipient,
+    absl::Time now) {
+  std::array<std::string, 4> a = AddressKeys(client_address);
+  // An empty sender is the null sender, listed as "<>".
+  std::array<std::string, 4> s = MailKeys(sender);
+  std::array<std::string, 4> r;
+  if (!recipient.empty()) r = MailKeys(recipient);
+  auto rows = db_->Query(
+      "SELECT kind, value, created, expires, comment FROM lists"
+      " WHERE ((kind IN ('BA', 'WA') AND value IN ($1, $2, $3, $4))"
+      " OR (kind IN ('BS', 'WS') AND value IN ($5, $6, $7, $8))"
+      " OR (kind IN ('BR', 'WR') AND value IN ($9, $10, $11, $12)))"
+      " AND value <> '' AND (expires IS NULL OR expires > $13)",
+      {a[0], a[1], a[2], a[3], s[0], s[1], s[2], s[3], r[0], r[1], r[2], r[3], Secs(now)});
+  if (!rows.ok()) return rows.status();
+  std::optional<ListEntry> black;
+  for (const sql::Row& row : *rows) {
+    absl::StatusOr<ListKind> k = ParseListKind(row.text(0));
+    if (!k.ok()) continue;
+    if (IsWhite(*k)) return EntryFromRow(row);
+    if (!black) black = EntryFromRow(row);
+  }
+  return black;
+}
+
+absl::Status PolicyStore::AddListEntry(const ListEntry& entry) {
+  absl::StatusOr<std::string> value = NormalizeListValue(entry.kind, entry.value);
+  if (!value.ok()) return value.status();
+  sql::Param expires;
+  if (entry.expires != absl::InfiniteFuture()) expires = Secs(entry.expires);
+  auto r = db_->Query(
+      "INSERT INTO lists (kind, value, created, expires, comment) VALUES ($1, $2, $3, $4, $5)"
+      " ON CONFLICT (kind, value) DO UPDATE SET expires = $4, comment = $5",
+      {ListKindName(entry.kind), *value, Secs(entry.created), expires, entry.comment});
+  return r.status();
+}
+
+absl::StatusOr<bool> PolicyStore::RemoveListEntry(ListKind kind, absl::string_view value) {
+  absl::StatusOr<std::string> v = NormalizeListValue(kind, value);
+  if (!v.ok()) return v.status();
+  auto r = db_->Query("DELETE FROM lists WHERE kind = $1 AND value = $2 RETURNING value",
+                      {ListKindName(kind), *v});
+  if (!r.ok()) return r.status();
+  return !r->empty();
+}
+
+absl::StatusOr<std::vector<ListEntry>> PolicyStore::ListEntries(std::optional<ListKind> kind) {
+  auto rows = db_->Query(
+      "SELECT kind, value, created, expires, comment FROM lists"
+      " WHERE $1 = '' OR kind = $1 ORDER BY kind, value",
+      {kind ? ListKindName(*kind) : ""});
+  if (!rows.ok()) return rows.status();
+  std::vector<ListEntry> out;
+  for (const sql::Row& r : *rows) {
+    if (ParseListKind(r.text(0)).ok()) out.push_back(EntryFromRow(r));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<GreylistRecord>> PolicyStore::GreylistRecords(
+    absl::string_view filter, int limit) {
+  // LIKE patterns get the filter escaped, so '%' and '_' in it match themselves.
+  std::string pattern = "%";
+  for (char c : filter) {
+    if (c == '%' || c == '_' || c == '!') pattern += '!';
+    pattern += c;
+  }
+  pattern += '%';
+  auto rows = db_->Query(
+      "SELECT client_net, sender, recipient, first_seen, last_seen, passed_at FROM greylist"
+      " WHERE client_net LIKE $1 ESCAPE '!' OR sender LIKE $1 ESCAPE '!'"
+      " OR recipient LIKE $1 ESCAPE '!'"
+      " ORDER BY last_seen DESC, client_net, sender, recipient LIMIT $2",
+      {pattern, static_cast<int64_t>(limit)});
+  if (!rows.ok()) return rows.status();
+  std::vector<GreylistRecord> out;
+  for (const sql::Row& r : *rows) {
+    GreylistRecord g;
+    g.triplet = {r.text(0), r.text(1), r.text(2)};
+    g.first_seen = FromSecs(r.integer(3));
+    g.last_seen = FromSecs(r.integer(4));
+    if (!r.is_null(5)) g.passed_at = FromSecs(r.integer(5));
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
+absl::StatusOr<CleanupCounts> PolicyStore::Cleanup(const GreylistParams& p, absl::Time now_time) {
+  const int64_t now = Secs(now_time);
+  const int64_t expire = absl::ToInt64Seconds(p.expire);
+  const int64_t max_age = absl::ToInt64Seconds(p.max_age);
+  CleanupCounts counts;
+  auto t = db_->Query(
+      "DELETE FROM greylist WHERE (passed_at IS NULL AND first_seen < $1)"
+      " OR ($2 > 0 AND last_seen < $3) RETURNING 1",
+      {now - expire, max_age, now - max_age});
+  if (!t.ok()) return t.status();
+  counts.triplets = static_cast<int64_t>(t->size());
+  if (max_age > 0) {
+    auto c = db_->Query("DELETE FROM greylist_clients WHERE last_seen < $1 RETURNING 1",
+                        {now - max_age});
+    if (!c.ok()) return c.status();
+    counts.clients = static_cast<int64_t>(c->size());
+  }
+  auto l = db_->Query("DELETE FROM lists WHERE expires IS NOT NULL AND expires <= $1 RETURNING 1",
+                      {now});
+  if (!l.ok()) return l.status();
+  counts.list_entries = static_cast<int64_t>(l->size());
+  return counts;
+}
+
+}  // namespace sagator::policy

@@ -1,0 +1,147 @@
+// PolicyStore: the state of the SMTP-stage policy scanners, kept in SQL so every
+// scanner-svc replica shares it: greylisting triplets, the clients greylisting
+// auto-whitelisted, and SAGATOR's black and white lists (BA, BS, BR, WA, WS, WR).
+//
+//   auto store = PolicyStore::Open(db);          // migrates the schema
+//   auto d = (*store)->Greylist({net, sender, rcpt}, params, absl::Now());
+//   auto hit = (*store)->FindListed(client, sender, rcpt, absl::Now());
+//
+// Concurrent replicas stay correct because every change is one statement that
+// checks the state it changes (a triplet passes exactly once, an insert that lost
+// a race re-reads). Times are stored as Unix seconds.
+//
+// Thread-safe.
+#ifndef SAGATOR_SCANNER_SVC_POLICY_POLICY_STORE_H_
+#define SAGATOR_SCANNER_SVC_POLICY_POLICY_STORE_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/sql.h"
+
+namespace sagator::policy {
+
+// SAGATOR's list flags: Black/White for the client Address, the Sender, the
+// Recipient.
+enum class ListKind { kBA, kBS, kBR, kWA, kWS, kWR };
+
+absl::StatusOr<ListKind> ParseListKind(absl::string_view name);
+const char* ListKindName(ListKind kind);
+inline bool IsWhite(ListKind k) {
+  return k == ListKind::kWA || k == ListKind::kWS || k == ListKind::kWR;
+}
+
+// One list entry. `value` is an IP address or a network ("192.0.2.0/24") for BA/WA,
+// and an address ("user@example.com"), a domain ("example.com", which covers its
+// subdomains) or "<>" (the null sender) for the others.
+struct ListEntry {
+  ListKind kind = ListKind::kBA;
+  std::string value;
+  absl::Time created = absl::UnixEpoch();
+  // Infinite: never expires.
+  absl::Time expires = absl::InfiniteFuture();
+  std::string comment;
+};
+
+// Checks and canonicalizes a list value for its kind (lower case, canonical IPv6,
+// networks only at /8, /16, /24 (IPv4) or /32, /48, /64 (IPv6)).
+absl::StatusOr<std::string> NormalizeListValue(ListKind kind, absl::string_view value);
+
+// The greylisting key of a client: its network at the given prefix lengths
+// ("192.0.2.0/24", "2001:db8:1:2::/64"); an unparsable address is used as it is.
+std::string ClientNetwork(absl::string_view address, int ipv4_prefix, int ipv6_prefix);
+
+struct Triplet {
+  std::string client_network;
+  std::string sender;
+  std::string recipient;
+};
+
+struct GreylistParams {
+  absl::Duration min = absl::Minutes(5);
+  absl::Duration expire = absl::Hours(48);
+  // Passed triplets and whitelisted clients unseen this long are forgotten;
+  // zero keeps them forever.
+  absl::Duration max_age = absl::Hours(24 * 35);
+  // Passes after which a client network is no longer greylisted; 0: never.
+  int auto_whitelist = 5;
+};
+
+struct GreylistDecision {
+  enum class State {
+    // First attempt, or a retry before `min`: defer.
+    kDeferred,
+    // This retry made the triplet pass (exactly one caller sees this).
+    kPassedNow,
+    // The triplet passed before.
+    kKnown,
+    // The client network is auto-whitelisted.
+    kClientWhitelisted,
+  };
+  State state = State::kDeferred;
+  // kDeferred: how long until a retry passes.
+  absl::Duration wait;
+  // kPassedNow: how long the mail was delayed.
+  absl::Duration delayed;
+};
+
+// A greylisting record, for the command-line tool.
+struct GreylistRecord {
+  Triplet triplet;
+  absl::Time first_seen;
+  absl::Time last_seen;
+  std::optional<absl::Time> passed_at;
+};
+
+struct CleanupCounts {
+  int64_t triplets = 0;
+  int64_t clients = 0;
+  int64_t list_entries = 0;
+};
+
+class PolicyStore {
+ public:
+  // Brings the schema up to date (component "policy" in schema_migrations).
+  static absl::StatusOr<std::unique_ptr<PolicyStore>> Open(std::shared_ptr<sql::Database> db);
+
+  absl::StatusOr<GreylistDecision> Greylist(const Triplet& triplet,
+                                            const GreylistParams& params, absl::Time now);
+
+  // The entry that decides for this client address, sender and recipient (any may
+  // be empty: not checked): a white entry wins over a black one; nullopt when none
+  // matches. Expired entries never match.
+  absl::StatusOr<std::optional<ListEntry>> FindListed(absl::string_view client_address,
+                                                      absl::string_view sender,
+                                                      absl::string_view recipient,
+                                                      absl::Time now);
+
+  // Adds the entry, or renews it (new expiry and comment) when it exists.
+  absl::Status AddListEntry(const ListEntry& entry);
+  // False when there was no such entry.
+  absl::StatusOr<bool> RemoveListEntry(ListKind kind, absl::string_view value);
+  // Entries (all kinds when `kind` is nullopt), expired ones included, by kind
+  // and value.
+  absl::StatusOr<std::vector<ListEntry>> ListEntries(std::optional<ListKind> kind);
+
+  // Greylisting records whose client network, sender or recipient contains
+  // `filter` (all when empty), newest first, at most `limit`.
+  absl::StatusOr<std::vector<GreylistRecord>> GreylistRecords(absl::string_view filter,
+                                                              int limit);
+  // Removes records greylisting no longer needs and expired list entries.
+  absl::StatusOr<CleanupCounts> Cleanup(const GreylistParams& params, absl::Time now);
+
+  sql::Database& database() { return *db_; }
+
+ private:
+  explicit PolicyStore(std::shared_ptr<sql::Database> db) : db_(std::move(db)) {}
+  std::shared_ptr<sql::Database> db_;
+};
+
+}  // namespace sagator::policy
+
+#endif  // SAGATOR_SCANNER_SVC_POLICY_POLICY_STORE_H_

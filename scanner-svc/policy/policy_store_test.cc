@@ -1,0 +1,275 @@
+// PolicyStore against SQLite and a real PostgreSQL, with explicit times.
+#include "scanner-svc/policy/policy_store.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "tests/harness/postgres.h"
+
+namespace sagator::policy {
+namespace {
+
+using State = GreylistDecision::State;
+
+harness::PostgresInstance* SharedPostgres() {
+  static harness::PostgresInstance* pg = [] {
+    auto p = harness::PostgresInstance::Start();
+    if (!p.ok()) {
+      ADD_FAILURE() << p.status();
+      return static_cast<harness::PostgresInstance*>(nullptr);
+    }
+    return p->release();
+  }();
+  return pg;
+}
+
+int counter = 0;
+
+class PolicyStoreTest : public ::testing::TestWithParam<sql::Backend> {
+ protected:
+  void SetUp() override { store_ = OpenFresh(); }
+
+  // A store on a fresh database (a new SQLite file, a new PostgreSQL database).
+  std::unique_ptr<PolicyStore> OpenFresh() {
+    absl::StatusOr<std::shared_ptr<sql::Database>> db;
+    if (GetParam() == sql::Backend::kSqlite) {
+      db = sql::OpenSqlite(absl::StrCat(std::getenv("TEST_TMPDIR"), "/p", ++counter, ".db"),
+                           absl::Seconds(5));
+    } else {
+      harness::PostgresInstance* pg = SharedPostgres();
+      if (pg == nullptr) return nullptr;
+      std::string name = absl::StrCat("p", ++counter);
+      auto admin = sql::OpenPostgresql(pg->ConnInfoFor("postgres"), 1);
+      EXPECT_TRUE(admin.ok()) << admin.status();
+      if (!admin.ok()) return nullptr;
+      EXPECT_TRUE((*admin)->Query(absl::StrCat("CREATE DATABASE ", name), {}).ok());
+      db = sql::OpenPostgresql(pg->ConnInfoFor(name), 8);
+    }
+    EXPECT_TRUE(db.ok()) << db.status();
+    if (!db.ok()) return nullptr;
+    db_ = *db;
+    auto s = PolicyStore::Open(*db);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *std::move(s) : nullptr;
+  }
+
+  GreylistDecision Check(const Triplet& t, absl::Time now) {
+    auto d = store_->Greylist(t, params_, now);
+    EXPECT_TRUE(d.ok()) << d.status();
+    return d.ok() ? *d : GreylistDecision{};
+  }
+
+  std::shared_ptr<sql::Database> db_;
+  std::unique_ptr<PolicyStore> store_;
+  GreylistParams params_;
+  absl::Time t0_ = absl::FromUnixSeconds(1'800'000'000);
+  Triplet t_{"192.0.2.0/24", "alice@example.org", "bob@example.net"};
+};
+
+TEST_P(PolicyStoreTest, DefersANewTripletAndPassesARetryAfterMin) {
+  ASSERT_NE(store_, nullptr);
+  GreylistDecision d = Check(t_, t0_);
+  EXPECT_EQ(d.state, State::kDeferred);
+  EXPECT_EQ(d.wait, absl::Minutes(5));
+  d = Check(t_, t0_ + absl::Seconds(100));
+  EXPECT_EQ(d.state, State::kDeferred);
+  EXPECT_EQ(d.wait, absl::Seconds(200));
+  d = Check(t_, t0_ + absl::Seconds(301));
+  EXPECT_EQ(d.state, State::kPassedNow);
+  EXPECT_EQ(d.delayed, absl::Seconds(301));
+  EXPECT_EQ(Check(t_, t0_ + absl::Seconds(302)).state, State::kKnown);
+  // Other triplets of the same client still wait.
+  EXPECT_EQ(Check({t_.client_network, t_.sender, "carol@example.net"}, t0_ + absl::Seconds(303))
+                .state,
+            State::kDeferred);
+}
+
+TEST_P(PolicyStoreTest, ARetryAfterExpireStartsOver) {
+  ASSERT_NE(store_, nullptr);
+  Check(t_, t0_);
+  GreylistDecision d = Check(t_, t0_ + params_.expire + absl::Seconds(1));
+  EXPECT_EQ(d.state, State::kDeferred);
+  EXPECT_EQ(d.wait, absl::Minutes(5));
+  EXPECT_EQ(Check(t_, t0_ + params_.expire + absl::Seconds(302)).state, State::kPassedNow);
+}
+
+TEST_P(PolicyStoreTest, PassedTripletsAreForgottenAfterMaxAgeUnlessZero) {
+  ASSERT_NE(store_, nullptr);
+  Check(t_, t0_);
+  Check(t_, t0_ + absl::Seconds(400));
+  absl::Time later = t0_ + params_.max_age + absl::Hours(1);
+  EXPECT_EQ(Check(t_, later).state, State::kDeferred);
+  // max_age 0: SAGATOR's "whitelisted permanently".
+  params_.max_age = absl::ZeroDuration();
+  Triplet u{"198.51.100.0/24", "x@example.org", "y@example.net"};
+  Check(u, t0_);
+  Check(u, t0_ + absl::Seconds(400));
+  EXPECT_EQ(Check(u, t0_ + absl::Hours(24 * 3650)).state, State::kKnown);
+}
+
+TEST_P(PolicyStoreTest, AutoWhitelistsAClientNetworkAfterNPasses) {
+  ASSERT_NE(store_, nullptr);
+  params_.auto_whitelist = 3;
+  for (int i = 0; i < 3; ++i) {
+    Triplet t{t_.client_network, absl::StrCat("s", i, "@example.org"), t_.recipient};
+    EXPECT_EQ(Check(t, t0_).state, State::kDeferred);
+    EXPECT_EQ(Check(t, t0_ + absl::Seconds(301)).state, State::kPassedNow);
+  }
+  Triplet fresh{t_.client_network, "new@example.org", "new@example.net"};
+  EXPECT_EQ(Check(fresh, t0_ + absl::Seconds(400)).state, State::kClientWhitelisted);
+  // Other networks are not.
+  EXPECT_EQ(Check({"203.0.113.0/24", "new@example.org", "new@example.net"},
+                  t0_ + absl::Seconds(400))
+                .state,
+            State::kDeferred);
+}
+
+TEST_P(PolicyStoreTest, ConcurrentRetriesPassATripletExactlyOnce) {
+  ASSERT_NE(store_, nullptr);
+  constexpr int kTriplets = 40, kThreads = 4;
+  params_.auto_whitelist = 0;  // else the network is whitelisted after 5 passes
+  for (int i = 0; i < kTriplets; ++i) {
+    Check({t_.client_network, absl::StrCat("c", i, "@example.org"), t_.recipient}, t0_);
+  }
+  std::atomic<int> passed{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int th = 0; th < kThreads; ++th) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kTriplets; ++i) {
+        auto d = store_->Greylist(
+            {t_.client_network, absl::StrCat("c", i, "@example.org"), t_.recipient}, params_,
+            t0_ + absl::Seconds(301));
+        if (!d.ok()) {
+          ++errors;
+        } else if (d->state == State::kPassedNow) {
+          ++passed;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(passed.load(), kTriplets);
+}
+
+TEST_P(PolicyStoreTest, ListsMatchAddressesNetworksDomainsAndWhiteWins) {
+  ASSERT_NE(store_, nullptr);
+  auto add = [&](ListKind k, const std::string& v) {
+    ListEntry e;
+    e.kind = k;
+    e.value = v;
+    e.created = t0_;
+    absl::Status s = store_->AddListEntry(e);
+    EXPECT_TRUE(s.ok()) << s;
+  };
+  add(ListKind::kBA, "192.0.2.0/24");
+  add(ListKind::kBS, "Spammer.Example");
+  add(ListKind::kWR, "postmaster@example.net");
+  add(ListKind::kBA, "2001:DB8::/48");
+  auto find = [&](absl::string_view ip, absl::string_view from, absl::string_view to) {
+    auto r = store_->FindListed(ip, from, to, t0_);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && *r ? absl::StrCat(ListKindName((**r).kind), " ", (**r).value)
+                        : std::string("none");
+  };
+  EXPECT_EQ(find("192.0.2.77", "a@b.example", "x@example.net"), "BA 192.0.2.0/24");
+  EXPECT_EQ(find("192.0.3.1", "joe@mail.spammer.example", "x@example.net"),
+            "BS spammer.example");
+  EXPECT_EQ(find("2001:db8:0:5::1", "a@b.example", "x@example.net"), "BA 2001:db8::/48");
+  // A white recipient wins over a black client.
+  EXPECT_EQ(find("192.0.2.77", "a@b.example", "Postmaster@Example.NET"),
+            "WR postmaster@example.net");
+  EXPECT_EQ(find("198.51.100.1", "a@b.example", "x@example.net"), "none");
+}
+
+TEST_P(PolicyStoreTest, ExpiredEntriesNeverMatchAndCleanupRemovesThem) {
+  ASSERT_NE(store_, nullptr);
+  ListEntry e;
+  e.kind = ListKind::kBS;
+  e.value = "old@example.org";
+  e.created = t0_;
+  e.expires = t0_ + absl::Hours(1);
+  ASSERT_TRUE(store_->AddListEntry(e).ok());
+  auto hit = store_->FindListed("", "old@example.org", "", t0_ + absl::Minutes(59));
+  ASSERT_TRUE(hit.ok());
+  EXPECT_TRUE(hit->has_value());
+  hit = store_->FindListed("", "old@example.org", "", t0_ + absl::Hours(2));
+  ASSERT_TRUE(hit.ok());
+  EXPECT_FALSE(hit->has_value());
+  Check(t_, t0_);  // an unpassed triplet, expired by then
+  auto c = store_->Cleanup(params_, t0_ + params_.expire + absl::Hours(1));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->list_entries, 1);
+  EXPECT_EQ(c->triplets, 1);
+  auto left = store_->ListEntries(std::nullopt);
+  ASSERT_TRUE(left.ok());
+  EXPECT_TRUE(left->empty());
+}
+
+TEST_P(PolicyStoreTest, AddRenewsRemoveReportsAndRecordsAreSearchable) {
+  ASSERT_NE(store_, nullptr);
+  ListEntry e;
+  e.kind = ListKind::kWS;
+  e.value = "@Partner.Example";
+  e.created = t0_;
+  e.comment = "first";
+  ASSERT_TRUE(store_->AddListEntry(e).ok());
+  e.comment = "second";
+  ASSERT_TRUE(store_->AddListEntry(e).ok());
+  auto all = store_->ListEntries(ListKind::kWS);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].value, "partner.example");
+  EXPECT_EQ((*all)[0].comment, "second");
+  EXPECT_EQ(*store_->RemoveListEntry(ListKind::kWS, "partner.example"), true);
+  EXPECT_EQ(*store_->RemoveListEntry(ListKind::kWS, "partner.example"), false);
+
+  Check(t_, t0_);
+  Check({"203.0.113.0/24", "100%_real@example.org", "z@example.net"}, t0_);
+  auto recs = store_->GreylistRecords("100%_", 10);
+  ASSERT_TRUE(recs.ok()) << recs.status();
+  ASSERT_EQ(recs->size(), 1u);
+  EXPECT_EQ((*recs)[0].triplet.client_network, "203.0.113.0/24");
+  EXPECT_FALSE((*recs)[0].passed_at.has_value());
+  recs = store_->GreylistRecords("", 10);
+  ASSERT_TRUE(recs.ok());
+  EXPECT_EQ(recs->size(), 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, PolicyStoreTest,
+                         ::testing::Values(sql::Backend::kSqlite, sql::Backend::kPostgresql),
+                         [](const auto& info) {
+                           return info.param == sql::Backend::kSqlite ? "Sqlite" : "Postgresql";
+                         });
+
+TEST(ListValues, AreCheckedAndCanonicalized) {
+  EXPECT_EQ(*NormalizeListValue(ListKind::kBA, " 192.0.2.9 "), "192.0.2.9");
+  EXPECT_EQ(*NormalizeListValue(ListKind::kBA, "192.0.2.9/24"), "192.0.2.0/24");
+  EXPECT_EQ(*NormalizeListValue(ListKind::kWA, "2001:0DB8::1"), "2001:db8::1");
+  EXPECT_EQ(*NormalizeListValue(ListKind::kWA, "::ffff:192.0.2.1"), "192.0.2.1");
+  EXPECT_FALSE(NormalizeListValue(ListKind::kBA, "192.0.2.0/23").ok());
+  EXPECT_FALSE(NormalizeListValue(ListKind::kBA, "mail.example").ok());
+  EXPECT_FALSE(NormalizeListValue(ListKind::kBS, "").ok());
+  EXPECT_FALSE(NormalizeListValue(ListKind::kBS, "a b").ok());
+  EXPECT_EQ(*NormalizeListValue(ListKind::kBR, "User@Example.COM"), "user@example.com");
+  EXPECT_EQ(*NormalizeListValue(ListKind::kBS, "<>"), "<>");
+  EXPECT_FALSE(ParseListKind("XX").ok());
+  EXPECT_EQ(*ParseListKind("wr"), ListKind::kWR);
+}
+
+TEST(ClientNetworks, GroupIPv4AndIPv6ByPrefix) {
+  EXPECT_EQ(ClientNetwork("192.0.2.77", 24, 64), "192.0.2.0/24");
+  EXPECT_EQ(ClientNetwork("192.0.2.77", 32, 64), "192.0.2.77");
+  EXPECT_EQ(ClientNetwork("2001:db8:1:2:3:4:5:6", 24, 64), "2001:db8:1:2::/64");
+  EXPECT_EQ(ClientNetwork("IPv6:2001:db8::1", 24, 48), "2001:db8::/48");
+  EXPECT_EQ(ClientNetwork("::ffff:198.51.100.3", 24, 64), "198.51.100.0/24");
+  EXPECT_EQ(ClientNetwork("unknown", 24, 64), "unknown");
+}
+
+}  // namespace
+}  // namespace sagator::policy

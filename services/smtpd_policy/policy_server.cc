@@ -1,0 +1,318 @@
+#include "services/smtpd_policy/policy_server.h"
+
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+// (separate block: keep the include above first)
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+#include <optional>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_format.h"
+#include "common/tcp_server.h"
+
+namespace sagator::smtpd_policy {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::redirect_error;
+using asio::use_awaitable;
+using net::Clock;
+using net::Connection;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+// Postfix's request blocks are about 1 KiB; bigger ones arrive in several reads.
+constexpr size_t kReadBufferSize = 8 * 1024;
+
+absl::Duration ToDuration(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+struct Counters {
+  std::atomic<int64_t> requests{0};
+  std::atomic<int64_t> dunno{0};
+  std::atomic<int64_t> ok{0};
+  std::atomic<int64_t> prepend{0};
+  std::atomic<int64_t> deferred{0};
+  std::atomic<int64_t> rejected{0};
+  std::atomic<int64_t> discarded{0};
+  std::atomic<int64_t> scanner_failures{0};
+  std::atomic<int64_t> policy_timeouts{0};
+  std::atomic<int64_t> fail_open{0};
+  std::atomic<int64_t> protocol_errors{0};
+  std::atomic<int64_t> timeouts{0};
+};
+
+using PolicyResult = absl::StatusOr<scanner::v1::PolicyResponse>;
+
+// One decision handed to the pool. The coroutine waits on `timer`, which expires at
+// the decision's deadline; the pool cancels it early when the answer is in. Shared,
+// so an answer that comes after the coroutine gave up (or was destroyed) is dropped
+// safely.
+struct PendingDecision {
+  explicit PendingDecision(const asio::any_io_executor& ex) : timer(ex) {}
+  asio::steady_timer timer;            // I/O thread only
+  std::optional<PolicyResult> result;  // I/O thread only
+  std::atomic<bool> abandoned{false};  // the coroutine gave up: skip the call
+};
+
+// For logs: client bytes on one line.
+std::string Printable(const std::string& s) { return absl::CHexEscape(s); }
+
+}  // namespace
+
+PolicyServerOptions OptionsFromConfig(const config::v1::SmtpdPolicyService& service) {
+  PolicyServerOptions o;
+  o.host = service.host();
+  o.port = service.port();
+  o.max_children = std::max(1, service.max_children());
+  o.timeout = ToDuration(service.timeout());
+  o.fail_open = service.fail_open();
+  o.policy_timeout = ToDuration(service.policy_timeout());
+  o.prefork = std::max(1, service.prefork());
+  o.chain = service.scanners();
+  return o;
+}
+
+class PolicyServer::Impl {
+ public:
+  Impl(PolicyServerOptions options, ScannerClient* scanner)
+      : opt_(std::move(options)),
+        scanner_(scanner),
+        server_(
+            net::TcpServerOptions{
+                .host = opt_.host,
+                .port = opt_.port,
+                .max_connections = opt_.max_children,
+                .backlog = opt_.backlog,
+                // Over max_children: close without an answer; Postfix retries.
+                .refuse_line = "",
+                .refuse_timeout = absl::Seconds(1),
+                .shutdown_grace = opt_.shutdown_grace,
+                .name = std::string(kGatewayName),
+                .workers = opt_.prefork,
+            },
+            [this](std::shared_ptr<Connection> c) { return Serve(std::move(c)); }) {}
+
+  ~Impl() { Shutdown(); }
+
+  absl::Status Start() {
+    if (opt_.policy_timeout >= absl::Seconds(100)) {
+      LOG(WARNING) << "policy_timeout " << opt_.policy_timeout
+                   << " is not below Postfix's smtpd_policy_service_timeout (100s): Postfix "
+                      "may give up before the failure answer";
+    }
+    return server_.Start();
+  }
+
+  int port() const { return server_.port(); }
+
+  // Decisions still running or queued end at once; their answers are never written.
+  void Shutdown() {
+    server_.Shutdown([this] { scanner_->CancelAll(); });
+  }
+
+  PolicyServerStats stats() const {
+    PolicyServerStats s;
+    s.connections = server_.accepted_connections();
+    s.refused_connections = server_.refused_connections();
+    s.active_connections = server_.active_connections();
+    s.requests = counters_.requests;
+    s.dunno = counters_.dunno;
+    s.ok = counters_.ok;
+    s.prepend = counters_.prepend;
+    s.deferred = counters_.deferred;
+    s.rejected = counters_.rejected;
+    s.discarded = counters_.discarded;
+    s.scanner_failures = counters_.scanner_failures;
+    s.policy_timeouts = counters_.policy_timeouts;
+    s.fail_open = counters_.fail_open;
+    s.protocol_errors = counters_.protocol_errors;
+    s.timeouts = counters_.timeouts;
+    return s;
+  }
+
+ private:
+  static void Close(const std::shared_ptr<Connection>& c) {
+    boost::system::error_code ec;
+    c->Disarm();
+    c->sock.shutdown(tcp::socket::shutdown_both, ec);
+    c->sock.close(ec);
+  }
+
+  awaitable<void> Serve(std::shared_ptr<Connection> c) {
+    const Clock::duration timeout = net::ToChrono(opt_.timeout);
+    PolicyParser parser(opt_.limits);
+    // In the coroutine frame, which lives on the heap: one buffer per connection.
+    std::array<char, kReadBufferSize> buf;
+    // When the block being read must be complete (set while a block is partial).
+    Clock::time_point block_deadline = Clock::now() + timeout;
+    boost::system::error_code ec;
+
+    for (;;) {
+      const bool idle = parser.idle();
+      c->Arm(idle ? Clock::now() + timeout : block_deadline);
+      size_t n =
+          co_await c->sock.async_read_some(asio::buffer(buf), redirect_error(use_awaitable, ec));
+      if (ec) {
+        if (c->timed_out()) {
+          ++counters_.timeouts;
+          if (idle) {
+            LOG(INFO) << "connection " << c->id << " from " << c->peer << ": idle for "
+                      << opt_.timeout << " after " << parser.requests() << " request(s); closing";
+          } else {
+            LOG(WARNING) << "connection " << c->id << " from " << c->peer
+                         << ": request block not complete within " << opt_.timeout
+                         << "; closing without an answer";
+          }
+        } else if (!idle) {
+          LOG(WARNING) << "connection " << c->id << " from " << c->peer
+                       << ": closed in the middle of a request block (" << ec.message() << ")";
+        }
+        Close(c);
+        co_return;
+      }
+      bool new_block = idle;
+      absl::string_view in(buf.data(), n);
+      for (;;) {
+        PolicyEvent ev = parser.Next(&in);
+        if (ev.type == PolicyEventType::kNeedMore) break;
+        if (ev.type == PolicyEventType::kError) {
+          // No answer: Postfix logs "malformed response", retries, then applies its
+          // default_action.
+          ++counters_.protocol_errors;
+          LOG(WARNING) << "connection " << c->id << " from " << c->peer
+                       << ": protocol error: " << ev.error << "; closing without an answer";
+          Close(c);
+          co_return;
+        }
+        c->Disarm();
+        std::string reply = co_await Answer(c, ev.attributes);
+        c->Arm(Clock::now() + timeout);
+        co_await asio::async_write(c->sock, asio::buffer(reply), redirect_error(use_awaitable, ec));
+        if (ec) {
+          LOG(WARNING) << "connection " << c->id << " from " << c->peer
+                       << (c->timed_out() ? ": timeout writing the answer"
+                                          : ": cannot write the answer: ")
+                       << (c->timed_out() ? "" : ec.message());
+          Close(c);
+          co_return;
+        }
+        new_block = true;
+      }
+      if (new_block && !parser.idle()) block_deadline = Clock::now() + timeout;
+    }
+  }
+
+  // Decides one request block; returns the reply to write. `c` and `attributes`
+  // must outlive the call (the caller awaits it at once).
+  awaitable<std::string> Answer(const std::shared_ptr<Connection>& c,
+                                const PolicyAttributes& attributes) {
+    const Clock::time_point start = Clock::now();
+    const scanner::v1::PolicyRequest request = ToPolicyRequest(attributes, opt_.chain);
+    PolicyResult response = co_await Decide(request);
+
+    PolicyAction action;
+    std::string error;
+    if (response.ok()) {
+      action = ActionForResponse(*response, request.protocol_state());
+    } else {
+      ++counters_.scanner_failures;
+      if (response.status().code() == absl::StatusCode::kDeadlineExceeded) {
+        ++counters_.policy_timeouts;
+      }
+      if (opt_.fail_open) ++counters_.fail_open;
+      action = ActionForFailure(response.status(), opt_.fail_open);
+      error = response.status().ToString();
+      LOG(WARNING) << "connection " << c->id << ": CheckPolicy failed (" << error << "); "
+                   << (opt_.fail_open ? "fail_open: answering DUNNO" : "answering DEFER_IF_PERMIT");
+    }
+    ++counters_.requests;
+    if (action.action == "DUNNO") {
+      ++counters_.dunno;
+    } else if (action.action == "OK") {
+      ++counters_.ok;
+    } else if (action.action == "PREPEND") {
+      ++counters_.prepend;
+    } else if (action.action == "REJECT") {
+      ++counters_.rejected;
+    } else if (action.action == "DISCARD") {
+      ++counters_.discarded;
+    } else {
+      ++counters_.deferred;
+    }
+    std::string reply = FormatReply(action);
+    const auto& env = request.envelope();
+    LOG(INFO) << absl::StrFormat(
+        "request conn=%d client=%s state=%s queue_id=%s from=<%s> to=<%s> instance=%s "
+        "action=%s level=%.2f detection=%s decide=%.3fs%s",
+        c->id, env.client().address().empty() ? "-" : Printable(env.client().address()),
+        request.protocol_state().empty() ? "-" : Printable(request.protocol_state()),
+        env.queue_id().empty() ? "-" : Printable(env.queue_id()), Printable(env.sender()),
+        Printable(request.recipient()),
+        attributes.count("instance") ? Printable(attributes.at("instance")) : "-",
+        absl::string_view(reply).substr(7, reply.size() - 9),
+        response.ok() ? response->level() : 0.0,
+        response.ok() && !response->detection().empty() ? Printable(response->detection()) : "-",
+        std::chrono::duration<double>(Clock::now() - start).count(),
+        error.empty() ? "" : absl::StrCat(" error=", error));
+    co_return reply;
+  }
+
+  // CheckPolicy on the pool, with the decision deadline. `request` must outlive the
+  // call (the caller awaits it at once).
+  awaitable<PolicyResult> Decide(const scanner::v1::PolicyRequest& request) {
+    asio::any_io_executor ex = co_await asio::this_coro::executor;
+    auto pending = std::make_shared<PendingDecision>(ex);
+    pending->timer.expires_after(net::ToChrono(opt_.policy_timeout));
+    asio::post(server_.pool(), [this, pending, request, ex]() {
+      // Queued past the deadline (every decision thread was busy): nobody waits.
+      PolicyResult r = pending->abandoned.load()
+                           ? PolicyResult(absl::DeadlineExceededError("abandoned"))
+                           : scanner_->CheckPolicy(request);
+      asio::post(ex, [pending, r = std::move(r)]() mutable {
+        pending->result = std::move(r);
+        pending->timer.cancel();
+      });
+    });
+    boost::system::error_code ec;
+    co_await pending->timer.async_wait(redirect_error(use_awaitable, ec));
+    if (!pending->result.has_value()) {
+      pending->abandoned = true;
+      PolicyResult late(absl::DeadlineExceededError(
+          absl::StrCat("no answer from scanner-svc within policy_timeout ",
+                       absl::FormatDuration(opt_.policy_timeout))));
+      co_return late;
+    }
+    PolicyResult result = std::move(*pending->result);
+    co_return result;
+  }
+
+  const PolicyServerOptions opt_;
+  ScannerClient* const scanner_;
+  Counters counters_;
+  net::TcpServer server_;
+};
+
+PolicyServer::PolicyServer(PolicyServerOptions options, ScannerClient* scanner)
+    : impl_(std::make_unique<Impl>(std::move(options), scanner)) {}
+
+PolicyServer::~PolicyServer() = default;
+
+absl::Status PolicyServer::Start() { return impl_->Start(); }
+int PolicyServer::port() const { return impl_->port(); }
+void PolicyServer::Shutdown() { impl_->Shutdown(); }
+PolicyServerStats PolicyServer::stats() const { return impl_->stats(); }
+
+}  // namespace sagator::smtpd_policy

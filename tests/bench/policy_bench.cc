@@ -1,0 +1,228 @@
+// Benchmark: Postfix SMTPD policy servers (greylisting), requests per second and
+// per-request p50/p99, side by side in one run on the same traffic: Postfix 3.7
+// smtpd_access_policy requests at RCPT over persistent connections, most of them
+// (80% by default) from a fixed pool of triplets that recur, the rest brand-new
+// triplets (bench::PolicyTraffic). Contenders:
+//   (0) Debian's postgrey (Perl, BerkeleyDB): the reference,
+//   and any further policy server added with PolicyBench::Add (SAGATOR's smtpd_policy).
+// Each contender gets, alone on the machine: a warm-up (every pool triplet once,
+// greylisted; after the delay once more, passed: the pool is then known, as on a
+// server that has run for a while), then three rows: one connection as fast as it
+// goes (the latency of one smtpd), --connections connections as fast as they go
+// (throughput), and --rate requests/s paced over --connections connections (p99 at
+// a realistic load; latency counts from the scheduled send time). Every contender
+// must be configured with the same greylisting delay (--delay) so that the action
+// mixes match; each row prints its mix. It prints figures and ratios; it is not a
+// pass/fail test.
+// Run: scripts/bench.sh policy (or bazel run //tests/bench:policy_bench -- --seconds 2).
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "tests/bench/bench_util.h"
+#include "tests/harness/policy_client.h"
+#include "tests/harness/postgrey.h"
+#include "tests/harness/subprocess.h"
+
+ABSL_FLAG(double, seconds, 5.0, "Measuring time per contender and row");
+ABSL_FLAG(int, connections, 8, "Concurrent policy connections (Postfix: smtpd processes)");
+ABSL_FLAG(double, rate, 2000, "Requests per second in the paced row (0 skips it)");
+ABSL_FLAG(int, pool, 300, "Triplets that recur");
+ABSL_FLAG(double, new_fraction, 0.2, "Share of requests with a brand-new triplet");
+ABSL_FLAG(int, delay, 1, "Greylisting delay in seconds every contender is configured with");
+ABSL_FLAG(bool, postgrey_db_on_disk, false,
+          "Keep postgrey's BerkeleyDB under TEST_TMPDIR instead of on tmpfs: postgrey then "
+          "fsyncs every request's transaction to disk");
+ABSL_FLAG(bool, postgrey_system_whitelists, false,
+          "Give postgrey Debian's whitelist files (a client-name regex list checked on every "
+          "request) instead of empty ones");
+
+namespace sagator {
+namespace {
+
+using bench::PolicyFigures;
+using bench::PolicyLoadOptions;
+
+class PolicyBench {
+ public:
+  struct Options {
+    double seconds = 5;
+    int connections = 8;
+    double rate = 2000;
+    int delay_seconds = 1;
+    bench::PolicyTraffic::Options traffic;
+  };
+  explicit PolicyBench(Options options) : options_(options), traffic_(options.traffic) {}
+
+  // Adds a policy server at host:port (an IPv4 literal). `pids` are its processes:
+  // their CPU time per request is reported. The first one added is the reference
+  // that the ratios compare the others with.
+  void Add(std::string name, std::string host, int port, std::vector<pid_t> pids = {}) {
+    contenders_.push_back({std::move(name), std::move(host), port, std::move(pids)});
+  }
+
+  int Run() {
+    printf(
+        "SAGATOR policy benchmark: smtpd_access_policy at RCPT, pool of %d recurring triplets "
+        "+ %.0f%% new triplets, greylisting delay %d s, %.1f s per row\n",
+        options_.traffic.pool_size, 100 * options_.traffic.new_fraction, options_.delay_seconds,
+        options_.seconds);
+    printf("%-34s %-10s %5s %10s %8s %8s %8s %6s %6s %8s  %s\n", "contender", "mode", "conns",
+           "req/s", "p50 ms", "p99 ms", "count", "errors", "late", "cpu ms", "actions");
+    for (Contender& c : contenders_) {
+      if (!WarmUp(c)) return 1;
+      c.one = Row(c, "max", 1, 0);
+      c.many = Row(c, "max", options_.connections, 0);
+      if (options_.rate > 0) c.paced = Row(c, "paced", options_.connections, options_.rate);
+    }
+    PrintRatios();
+    return 0;
+  }
+
+ private:
+  struct Contender {
+    std::string name;
+    std::string host;
+    int port;
+    std::vector<pid_t> pids;
+    PolicyFigures one, many, paced;
+    double cpu_one = 0, cpu_many = 0, cpu_paced = 0;
+  };
+
+  double Cpu(const Contender& c) const {
+    double ms = 0;
+    for (pid_t p : c.pids) ms += bench::ProcessCpuMs(p);
+    return ms;
+  }
+
+  // Every pool triplet once (greylisted), then again after the delay (passed).
+  bool WarmUp(Contender& c) {
+    std::vector<std::string> pool = traffic_.PoolRequests();
+    harness::PolicyClient client(c.host, c.port);
+    if (!client.ok()) {
+      fprintf(stderr, "%s: cannot connect to %s:%d\n", c.name.c_str(), c.host.c_str(), c.port);
+      return false;
+    }
+    std::map<std::string, int64_t> first, second;
+    for (const std::string& r : pool) ++first[harness::ActionWord(client.Ask(r))];
+    absl::SleepFor(absl::Seconds(options_.delay_seconds) + absl::Milliseconds(1100));
+    for (const std::string& r : pool) ++second[harness::ActionWord(client.Ask(r))];
+    printf("%-34s warm-up: pool first seen: %s; after the delay: %s\n", c.name.c_str(),
+           bench::FormatActions(first).c_str(), bench::FormatActions(second).c_str());
+    fflush(stdout);
+    return true;
+  }
+
+  PolicyFigures Row(Contender& c, const char* mode, int connections, double rate) {
+    PolicyLoadOptions o;
+    o.host = c.host;
+    o.port = c.port;
+    o.connections = connections;
+    o.seconds = options_.seconds;
+    o.rate = rate;
+    const double before = Cpu(c);
+    PolicyFigures f = bench::PolicyLoad(o, traffic_);
+    const double cpu =
+        c.pids.empty() ? 0 : (Cpu(c) - before) / std::max<int64_t>(1, f.figures.count);
+    if (rate > 0) {
+      c.cpu_paced = cpu;
+    } else if (connections == 1) {
+      c.cpu_one = cpu;
+    } else {
+      c.cpu_many = cpu;
+    }
+    std::string label = rate > 0 ? absl::StrCat(mode, " ", static_cast<int>(rate)) : mode;
+    printf("%-34s %-10s %5d %10.1f %8.3f %8.3f %8lld %6lld %6lld %8.3f  %s\n", c.name.c_str(),
+           label.c_str(), connections, f.figures.msgs_per_s, f.figures.p50_ms, f.figures.p99_ms,
+           static_cast<long long>(f.figures.count), static_cast<long long>(f.figures.errors),
+           static_cast<long long>(f.late), cpu, bench::FormatActions(f.actions).c_str());
+    fflush(stdout);
+    return f;
+  }
+
+  void PrintRatios() const {
+    if (contenders_.size() < 2) return;
+    const Contender& ref = contenders_[0];
+    auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+    for (size_t i = 1; i < contenders_.size(); ++i) {
+      const Contender& c = contenders_[i];
+      printf(
+          "ratio %s / %s: throughput 1 conn %.2f, %d conns %.2f; p50 1 conn %.2f; paced p99 "
+          "%.2f; CPU per request (%d conns) %.2f\n",
+          c.name.c_str(), ref.name.c_str(),
+          ratio(c.one.figures.msgs_per_s, ref.one.figures.msgs_per_s), options_.connections,
+          ratio(c.many.figures.msgs_per_s, ref.many.figures.msgs_per_s),
+          ratio(c.one.figures.p50_ms, ref.one.figures.p50_ms),
+          ratio(c.paced.figures.p99_ms, ref.paced.figures.p99_ms), options_.connections,
+          ratio(c.cpu_many, ref.cpu_many));
+    }
+  }
+
+  Options options_;
+  bench::PolicyTraffic traffic_;
+  std::vector<Contender> contenders_;
+};
+
+int Main() {
+  PolicyBench::Options options;
+  options.seconds = absl::GetFlag(FLAGS_seconds);
+  options.connections = absl::GetFlag(FLAGS_connections);
+  options.rate = absl::GetFlag(FLAGS_rate);
+  options.delay_seconds = std::max(1, absl::GetFlag(FLAGS_delay));
+  options.traffic.pool_size = absl::GetFlag(FLAGS_pool);
+  options.traffic.new_fraction = absl::GetFlag(FLAGS_new_fraction);
+
+  const std::string dir = testing::MakeTempDir("policy-bench.");
+  harness::PostgreyDaemon::Options po;
+  po.delay_seconds = options.delay_seconds;
+  po.system_whitelists = absl::GetFlag(FLAGS_postgrey_system_whitelists);
+  const bool on_disk = absl::GetFlag(FLAGS_postgrey_db_on_disk);
+  // postgrey commits and fsyncs a BerkeleyDB transaction per request: on disk that,
+  // not postgrey, sets the pace (a few hundred requests/s here). On tmpfs the figures
+  // show postgrey's own cost.
+  const std::string shm = absl::StrCat("/dev/shm/sagator-policy-bench-", getpid());
+  if (!on_disk) po.db_dir = shm + "/postgrey";
+  struct RemoveAtExit {
+    ~RemoveAtExit() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+    std::string path;
+  } remove_shm{shm};
+  auto postgrey = harness::PostgreyDaemon::Start(dir + "/postgrey", po);
+  if (!postgrey.ok()) {
+    fprintf(stderr, "postgrey: %s\n", postgrey.status().ToString().c_str());
+    return 1;
+  }
+
+  PolicyBench bench(options);
+  bench.Add(absl::StrCat("postgrey (db ", on_disk ? "on disk" : "on tmpfs",
+                         po.system_whitelists ? ", Debian whitelists)" : ")"),
+            "127.0.0.1", (*postgrey)->port(), {(*postgrey)->pid()});
+  // Further contenders: start the server with the same greylisting delay, then
+  //   bench.Add("SAGATOR smtpd_policy", "127.0.0.1", port, {policy.pid(), scanner.pid()});
+  int rc = bench.Run();
+  (*postgrey)->Stop().IgnoreError();
+  return rc;
+}
+
+}  // namespace
+}  // namespace sagator
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return sagator::Main();
+}

@@ -1,0 +1,122 @@
+#include "tools/sglist/sglist.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace sagator::sglist {
+
+const char kUsage[] =
+    "sglist: SAGATOR's black/white lists and greylisting state.\n"
+    "Usage: sglist [--config FILE] [--db NAME] COMMAND\n"
+    "  list [KIND]                       list entries (KIND: BA BS BR WA WS WR)\n"
+    "  add KIND VALUE [--expire D] [--comment TEXT]\n"
+    "                                    add or renew an entry; VALUE is an IP address,\n"
+    "                                    a network (/8 /16 /24, IPv6 /32 /48 /64), a mail\n"
+    "                                    address, a domain or <> (the null sender)\n"
+    "  remove KIND VALUE                 remove an entry\n"
+    "  greylist [FILTER] [--limit N]     greylisting records matching FILTER\n"
+    "  cleanup                           remove expired records and entries";
+
+namespace {
+
+std::string Time(absl::Time t) {
+  if (t == absl::InfiniteFuture()) return "never";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", t, absl::UTCTimeZone());
+}
+
+}  // namespace
+
+int Run(policy::PolicyStore& store, const std::vector<std::string>& args,
+        const Options& options, absl::Time now, std::ostream& out, std::ostream& err) {
+  auto usage = [&](absl::string_view why) {
+    err << "sglist: " << why << "\n" << kUsage << "\n";
+    return 2;
+  };
+  auto failed = [&](const absl::Status& s) {
+    err << "sglist: " << s.message() << "\n";
+    return 1;
+  };
+  if (args.empty()) return usage("no command given");
+  const std::string& cmd = args[0];
+
+  if (cmd == "list") {
+    if (args.size() > 2) return usage("list takes at most a kind");
+    std::optional<policy::ListKind> kind;
+    if (args.size() == 2) {
+      auto k = policy::ParseListKind(args[1]);
+      if (!k.ok()) return usage(k.status().message());
+      kind = *k;
+    }
+    auto entries = store.ListEntries(kind);
+    if (!entries.ok()) return failed(entries.status());
+    out << absl::StrFormat("%-4s %-40s %-19s %-19s %s\n", "KIND", "VALUE", "ADDED (UTC)",
+                           "EXPIRES (UTC)", "COMMENT");
+    for (const policy::ListEntry& e : *entries) {
+      std::string expires = Time(e.expires);
+      if (e.expires <= now) absl::StrAppend(&expires, " (expired)");
+      out << absl::StrFormat("%-4s %-40s %-19s %-19s %s\n", policy::ListKindName(e.kind),
+                             e.value, Time(e.created), expires, e.comment);
+    }
+    return 0;
+  }
+
+  if (cmd == "add" || cmd == "remove") {
+    if (args.size() != 3) return usage(absl::StrCat(cmd, " takes a kind and a value"));
+    auto kind = policy::ParseListKind(args[1]);
+    if (!kind.ok()) return usage(kind.status().message());
+    if (cmd == "remove") {
+      auto removed = store.RemoveListEntry(*kind, args[2]);
+      if (!removed.ok()) return failed(removed.status());
+      if (!*removed) {
+        err << "sglist: no " << policy::ListKindName(*kind) << " entry " << args[2] << "\n";
+        return 1;
+      }
+      out << "removed " << policy::ListKindName(*kind) << " " << args[2] << "\n";
+      return 0;
+    }
+    policy::ListEntry e;
+    e.kind = *kind;
+    e.value = args[2];
+    e.created = now;
+    if (options.expire > absl::ZeroDuration()) e.expires = now + options.expire;
+    e.comment = options.comment;
+    absl::Status s = store.AddListEntry(e);
+    if (s.code() == absl::StatusCode::kInvalidArgument) return usage(s.message());
+    if (!s.ok()) return failed(s);
+    out << "added " << policy::ListKindName(*kind) << " "
+        << *policy::NormalizeListValue(*kind, args[2]) << ", expires " << Time(e.expires)
+        << "\n";
+    return 0;
+  }
+
+  if (cmd == "greylist") {
+    if (args.size() > 2) return usage("greylist takes at most a filter");
+    auto recs = store.GreylistRecords(args.size() == 2 ? args[1] : "", options.limit);
+    if (!recs.ok()) return failed(recs.status());
+    out << absl::StrFormat("%-20s %-30s %-30s %-19s %-19s %s\n", "CLIENT NETWORK", "SENDER",
+                           "RECIPIENT", "FIRST SEEN (UTC)", "LAST SEEN (UTC)", "STATE");
+    for (const policy::GreylistRecord& r : *recs) {
+      std::string state =
+          r.passed_at ? absl::StrCat("passed after ",
+                                     absl::ToInt64Seconds(*r.passed_at - r.first_seen), " s")
+                      : "waiting";
+      out << absl::StrFormat("%-20s %-30s %-30s %-19s %-19s %s\n", r.triplet.client_network,
+                             r.triplet.sender.empty() ? "<>" : r.triplet.sender,
+                             r.triplet.recipient, Time(r.first_seen), Time(r.last_seen), state);
+    }
+    return 0;
+  }
+
+  if (cmd == "cleanup") {
+    if (args.size() != 1) return usage("cleanup takes no arguments");
+    auto c = store.Cleanup(options.greylist, now);
+    if (!c.ok()) return failed(c.status());
+    out << "removed " << c->triplets << " greylisting triplets, " << c->clients
+        << " clients, " << c->list_entries << " expired list entries\n";
+    return 0;
+  }
+  return usage(absl::StrCat("unknown command '", cmd, "'"));
+}
+
+}  // namespace sagator::sglist
