@@ -318,7 +318,8 @@ std::vector<std::string> ChainSet::Names() const {
   return out;
 }
 
-ChainVerdict ChainSet::Finish(const engine::Scanner& chain, ChainVerdict v) const {
+ChainVerdict ChainSet::Finish(const engine::Scanner& chain, ChainVerdict v,
+                              bool content) const {
   if (!v.error.ok()) {
     v.outcome = common::v1::TEMPFAIL;
   } else if (v.outcome != common::v1::OUTCOME_UNSPECIFIED) {
@@ -327,6 +328,11 @@ ChainVerdict ChainSet::Finish(const engine::Scanner& chain, ChainVerdict v) cons
     v.outcome = not_scanned_outcome_;
   } else {
     v.outcome = common::v1::PASS;
+  }
+  if (!content) {
+    // SMTP-stage answers carry no X-Sagator headers: there is no message yet.
+    if (v.reply_text.empty()) v.reply_text = ReplyText(v);
+    return v;
   }
   v.sagator_id = NewSagatorId(hostname_, absl::Now());
   std::vector<engine::HeaderEdit> edits = {
@@ -343,6 +349,22 @@ absl::StatusOr<ChainVerdict> ChainSet::Run(absl::string_view chain, absl::string
                                            engine::MessageEnvelope envelope,
                                            absl::Time deadline,
                                            std::function<bool()> cancelled) const {
+  return RunChain(chain, message, std::move(envelope), deadline, std::move(cancelled), true);
+}
+
+absl::StatusOr<ChainVerdict> ChainSet::RunPolicy(absl::string_view chain,
+                                                 engine::MessageEnvelope envelope,
+                                                 absl::Time deadline,
+                                                 std::function<bool()> cancelled) const {
+  return RunChain(chain, "", std::move(envelope), deadline, std::move(cancelled), false);
+}
+
+absl::StatusOr<ChainVerdict> ChainSet::RunChain(absl::string_view chain,
+                                                absl::string_view message,
+                                                engine::MessageEnvelope envelope,
+                                                absl::Time deadline,
+                                                std::function<bool()> cancelled,
+                                                bool content) const {
   auto it = chains_.find(std::string(chain));
   if (it == chains_.end()) {
     return absl::NotFoundError(absl::StrCat("no chain named '", chain, "' is configured"));
@@ -370,7 +392,7 @@ absl::StatusOr<ChainVerdict> ChainSet::Run(absl::string_view chain, absl::string
   }
   v.edits = ctx.header_edits();
   v.rewritten = ctx.rewritten();
-  return Finish(*it->second, std::move(v));
+  return Finish(*it->second, std::move(v), content);
 }
 
 absl::StatusOr<ChainVerdict> ChainSet::TooLarge(absl::string_view chain, int64_t size) const {
@@ -384,7 +406,7 @@ absl::StatusOr<ChainVerdict> ChainSet::TooLarge(absl::string_view chain, int64_t
   v.result.output = absl::StrCat("message of ", size, " bytes is over the limit of ",
                                  max_message_size_, " bytes");
   v.outcome = not_scanned_outcome_;
-  return Finish(*it->second, std::move(v));
+  return Finish(*it->second, std::move(v), true);
 }
 
 }  // namespace sagator

@@ -69,6 +69,12 @@ class ChainSet {
                                    engine::MessageEnvelope envelope, absl::Time deadline,
                                    std::function<bool()> cancelled = nullptr) const;
 
+  // Runs a policy chain at an SMTP stage (no message): the same outcome mapping,
+  // without X-Sagator-ID and X-Sagator-Scanner.
+  absl::StatusOr<ChainVerdict> RunPolicy(absl::string_view chain,
+                                         engine::MessageEnvelope envelope, absl::Time deadline,
+                                         std::function<bool()> cancelled = nullptr) const;
+
   // The verdict for a message that is too large to scan (`size` bytes).
   absl::StatusOr<ChainVerdict> TooLarge(absl::string_view chain, int64_t size) const;
 
@@ -77,7 +83,11 @@ class ChainSet {
 
  private:
   ChainSet() = default;
-  ChainVerdict Finish(const engine::Scanner& chain, ChainVerdict v) const;
+  absl::StatusOr<ChainVerdict> RunChain(absl::string_view chain, absl::string_view message,
+                                        engine::MessageEnvelope envelope, absl::Time deadline,
+                                        std::function<bool()> cancelled, bool content) const;
+  // Maps the result to the outcome; `content` adds the X-Sagator headers.
+  ChainVerdict Finish(const engine::Scanner& chain, ChainVerdict v, bool content) const;
 
   std::map<std::string, std::unique_ptr<engine::Scanner>> chains_;
   std::string hostname_;

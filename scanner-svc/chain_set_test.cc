@@ -357,6 +357,19 @@ TEST(ChainSet, PolicyChainDefersGreylistsRejectsBlackAndForcesWhite) {
   v = run("policy", "", env("bad@example.org", "c@example.net"));
   EXPECT_EQ(v.outcome, common::v1::REJECT);
   EXPECT_EQ(v.reply_text, "5.7.1 Rejected: sender bad@example.org is blacklisted");
+
+  // At the SMTP stage the answer carries only the policy's own headers.
+  auto p = set->RunPolicy("policy", env("new@example.org", "b@example.net"),
+                          absl::Now() + absl::Seconds(30));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->outcome, common::v1::TEMPFAIL);
+  EXPECT_TRUE(p->edits.empty());
+  EXPECT_TRUE(p->sagator_id.empty());
+  p = set->RunPolicy("policy", env("new@example.org", "b@example.net"),
+                     absl::Now() + absl::Seconds(30));
+  ASSERT_TRUE(p.ok());
+  ASSERT_EQ(p->edits.size(), 1u);
+  EXPECT_EQ(p->edits[0].name, "X-Greylist");
 }
 
 TEST(ChainSet, AnUnopenableDatabaseIsAStartErrorNamingTheKey) {

@@ -182,16 +182,14 @@ grpc::Status ScannerServiceImpl::CheckPolicy(grpc::ServerContext* context,
   if (!request->recipient().empty() && env.recipients.empty()) {
     env.recipients.push_back(request->recipient());
   }
-  absl::StatusOr<ChainVerdict> v = chains_->Run(request->chain(), "", std::move(env), deadline,
-                                                [context] { return context->IsCancelled(); });
+  absl::StatusOr<ChainVerdict> v = chains_->RunPolicy(
+      request->chain(), std::move(env), deadline, [context] { return context->IsCancelled(); });
   if (!v.ok()) return ToGrpcStatus(v.status());
   response->set_outcome(v->outcome);
   response->set_level(v->result.level);
   response->set_detection(v->result.name);
   response->set_reply_text(v->reply_text);
   for (const engine::HeaderEdit& e : v->edits) {
-    // The X-Sagator headers belong to content scans, not to SMTP-stage answers.
-    if (e.name == "X-Sagator-ID" || e.name == "X-Sagator-Scanner") continue;
     auto* h = response->add_header_edits();
     h->set_kind(ToProtoKind(e.kind));
     h->set_name(e.name);

@@ -34,6 +34,7 @@
 #include "absl/time/clock.h"
 #include "tests/bench/bench_util.h"
 #include "tests/harness/policy_client.h"
+#include "tests/harness/postgres.h"
 #include "tests/harness/postgrey.h"
 #include "tests/harness/subprocess.h"
 
@@ -55,6 +56,9 @@ namespace {
 
 using bench::PolicyFigures;
 using bench::PolicyLoadOptions;
+using testing::PickFreePort;
+using testing::RunfilePath;
+using testing::Subprocess;
 
 class PolicyBench {
  public:
@@ -212,8 +216,59 @@ int Main() {
   bench.Add(absl::StrCat("postgrey (db ", on_disk ? "on disk" : "on tmpfs",
                          po.system_whitelists ? ", Debian whitelists)" : ")"),
             "127.0.0.1", (*postgrey)->port(), {(*postgrey)->pid()});
-  // Further contenders: start the server with the same greylisting delay, then
-  //   bench.Add("SAGATOR smtpd_policy", "127.0.0.1", port, {policy.pid(), scanner.pid()});
+
+  // SAGATOR: smtpd_policy -> scanner-svc (greylist) on SQLite (in the same place
+  // as postgrey's database) and on PostgreSQL.
+  auto pg = harness::PostgresInstance::Start();
+  if (!pg.ok()) {
+    fprintf(stderr, "PostgreSQL: %s\n", pg.status().ToString().c_str());
+    return 1;
+  }
+  std::string sqlite_path = (on_disk ? dir : shm) + "/sagator-policy.db";
+  std::filesystem::create_directories(on_disk ? dir : shm);
+  struct Suite {
+    std::string name;
+    std::string database;  // YAML of the database
+    std::unique_ptr<Subprocess> scanner, policy;
+    int port = 0;
+  };
+  std::vector<Suite> suites;
+  suites.push_back({"SAGATOR smtpd_policy (SQLite)",
+                    absl::StrCat("{sqlite: {path: '", sqlite_path, "'}}")});
+  suites.push_back({"SAGATOR smtpd_policy (PostgreSQL)",
+                    absl::StrCat("{postgresql: {conninfo: '", (*pg)->conninfo(),
+                                 "', pool_size: 8}}")});
+  for (size_t i = 0; i < suites.size(); ++i) {
+    Suite& su = suites[i];
+    const int scanner_port = PickFreePort();
+    su.port = PickFreePort();
+    std::string cfg = absl::StrCat(dir, "/sagator-", i, ".yaml");
+    testing::WriteFile(
+        cfg, absl::StrCat("global: {hostname: bench.test}\n"
+                          "databases: {default: ", su.database, "}\n"
+                          "chains:\n"
+                          "  policy: [sql_list, {greylist: {min: ", options.delay_seconds,
+                          "s}}]\n"
+                          "services:\n"
+                          "  - scanner_svc: {port: ", scanner_port, "}\n"
+                          "  - smtpd_policy: {scanners: policy, port: ", su.port, "}\n"));
+    su.scanner = std::make_unique<Subprocess>(
+        std::vector<std::string>{RunfilePath("scanner-svc/scanner-svc"), "--config", cfg});
+    su.scanner->RedirectOutput(absl::StrCat(dir, "/scanner-", i, ".log"));
+    su.policy = std::make_unique<Subprocess>(std::vector<std::string>{
+        RunfilePath("services/smtpd_policy/smtpd_policy"), "--config", cfg});
+    su.policy->RedirectOutput(absl::StrCat(dir, "/smtpd_policy-", i, ".log"));
+    for (Subprocess* p : {su.scanner.get(), su.policy.get()}) {
+      if (!p->Start().ok()) return 1;
+    }
+    for (int port : {scanner_port, su.port}) {
+      if (absl::Status s = testing::WaitForTcpPort(port, absl::Seconds(30)); !s.ok()) {
+        fprintf(stderr, "port %d: %s (logs in %s)\n", port, s.ToString().c_str(), dir.c_str());
+        return 1;
+      }
+    }
+    bench.Add(su.name, "127.0.0.1", su.port, {su.policy->pid(), su.scanner->pid()});
+  }
   int rc = bench.Run();
   (*postgrey)->Stop().IgnoreError();
   return rc;
