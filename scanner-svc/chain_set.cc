@@ -299,13 +299,23 @@ std::string NewSagatorId(absl::string_view hostname, absl::Time now) {
 }
 
 absl::StatusOr<std::unique_ptr<ChainSet>> ChainSet::Create(const LoadedConfig& config) {
+  std::vector<std::string> all;
+  for (const auto& [name, _] : config.proto.chains()) all.push_back(name);
+  return Create(config, all);
+}
+
+absl::StatusOr<std::unique_ptr<ChainSet>> ChainSet::Create(
+    const LoadedConfig& config, const std::vector<std::string>& chains) {
   std::unique_ptr<ChainSet> set(new ChainSet());
   set->hostname_ = config.proto.global().hostname().empty() ? LocalHostname()
                                                            : config.proto.global().hostname();
   set->max_message_size_ = config.proto.global().max_message_size();
   set->not_scanned_outcome_ = config.proto.global().not_scanned_outcome();
   TreeBuilder builder(config, &set->chains_);
-  for (const auto& [name, _] : config.proto.chains()) {
+  for (const std::string& name : chains) {
+    if (!config.proto.chains().contains(name)) {
+      return absl::NotFoundError(absl::StrCat(config.path, ": no chain named '", name, "'"));
+    }
     absl::Status s = builder.BuildChain(name);
     if (!s.ok()) return s;
   }

@@ -58,6 +58,9 @@ class ChainSet {
   // Builds every chain of `config`. Fails when a scanner cannot be built (a regexp
   // that does not compile, no loadable ClamAV database, ...), naming the key.
   static absl::StatusOr<std::unique_ptr<ChainSet>> Create(const LoadedConfig& config);
+  // Builds only `chains` and the chains they name (smtpd_policy in_process).
+  static absl::StatusOr<std::unique_ptr<ChainSet>> Create(const LoadedConfig& config,
+                                                          const std::vector<std::string>& chains);
 
   bool Has(absl::string_view chain) const { return chains_.count(std::string(chain)) > 0; }
   std::vector<std::string> Names() const;

@@ -177,25 +177,36 @@ grpc::Status ScannerServiceImpl::Scan(
 grpc::Status ScannerServiceImpl::CheckPolicy(grpc::ServerContext* context,
                                              const scanner::v1::PolicyRequest* request,
                                              scanner::v1::PolicyResponse* response) {
-  absl::Time deadline = DeadlineOf(context);
-  engine::MessageEnvelope env = FromProto(request->envelope());
-  if (!request->recipient().empty() && env.recipients.empty()) {
-    env.recipients.push_back(request->recipient());
+  absl::StatusOr<scanner::v1::PolicyResponse> r = DecidePolicy(
+      *chains_, *request, DeadlineOf(context), [context] { return context->IsCancelled(); });
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *response = *std::move(r);
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<scanner::v1::PolicyResponse> DecidePolicy(const ChainSet& chains,
+                                                         const scanner::v1::PolicyRequest& request,
+                                                         absl::Time deadline,
+                                                         std::function<bool()> cancelled) {
+  engine::MessageEnvelope env = FromProto(request.envelope());
+  if (!request.recipient().empty() && env.recipients.empty()) {
+    env.recipients.push_back(request.recipient());
   }
-  absl::StatusOr<ChainVerdict> v = chains_->RunPolicy(
-      request->chain(), std::move(env), deadline, [context] { return context->IsCancelled(); });
-  if (!v.ok()) return ToGrpcStatus(v.status());
-  response->set_outcome(v->outcome);
-  response->set_level(v->result.level);
-  response->set_detection(v->result.name);
-  response->set_reply_text(v->reply_text);
+  absl::StatusOr<ChainVerdict> v =
+      chains.RunPolicy(request.chain(), std::move(env), deadline, std::move(cancelled));
+  if (!v.ok()) return v.status();
+  scanner::v1::PolicyResponse response;
+  response.set_outcome(v->outcome);
+  response.set_level(v->result.level);
+  response.set_detection(v->result.name);
+  response.set_reply_text(v->reply_text);
   for (const engine::HeaderEdit& e : v->edits) {
-    auto* h = response->add_header_edits();
+    auto* h = response.add_header_edits();
     h->set_kind(ToProtoKind(e.kind));
     h->set_name(e.name);
     h->set_value(e.value);
   }
-  return grpc::Status::OK;
+  return response;
 }
 
 }  // namespace sagator

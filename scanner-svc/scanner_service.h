@@ -10,6 +10,7 @@
 #define SAGATOR_SCANNER_SVC_SCANNER_SERVICE_H_
 
 #include <atomic>
+#include <functional>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -47,6 +48,14 @@ class ScannerServiceImpl final : public scanner::v1::ScannerService::Service {
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<int> active_{0};
 };
+
+// Runs a policy chain for one CheckPolicy request: the whole of CheckPolicy without
+// gRPC, so smtpd_policy can decide in-process too. NotFound for an unknown chain,
+// DeadlineExceeded/Cancelled when the caller's time ran out.
+absl::StatusOr<scanner::v1::PolicyResponse> DecidePolicy(const ChainSet& chains,
+                                                         const scanner::v1::PolicyRequest& request,
+                                                         absl::Time deadline,
+                                                         std::function<bool()> cancelled);
 
 // Converts the engine's verdict to the wire verdict.
 scanner::v1::Verdict ToProto(const ChainVerdict& v);

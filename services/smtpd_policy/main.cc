@@ -9,6 +9,8 @@
 #include "common/config.h"
 #include "common/grpc_server.h"
 #include "common/scanner_client.h"
+#include "scanner-svc/chain_set.h"
+#include "scanner-svc/local_policy_client.h"
 #include "services/smtpd_policy/policy_server.h"
 
 int main(int argc, char** argv) {
@@ -21,13 +23,26 @@ int main(int argc, char** argv) {
       "Usage: smtpd_policy --config FILE [--service NAME] [--port_file PATH]");
   const sagator::config::v1::Service& service =
       sagator::ServiceOrExit(cfg, sagator::config::v1::Service::kSmtpdPolicy);
-  std::string target = sagator::ScannerTargetOrExit(cfg);
   sagator::smtpd_policy::PolicyServerOptions options =
       sagator::smtpd_policy::OptionsFromConfig(service.smtpd_policy());
-  // Every CheckPolicy call gets policy_timeout as its gRPC deadline, so no decision
-  // goes on after the server has answered for it.
-  std::unique_ptr<sagator::ScannerClient> scanner = sagator::NewGrpcScannerClient(
-      target, options.policy_timeout, cfg.proto.global().max_message_size());
+  // Every decision gets policy_timeout as its deadline, so none goes on after the
+  // server has answered for it.
+  std::string target;
+  std::unique_ptr<sagator::ScannerClient> scanner;
+  if (service.smtpd_policy().in_process()) {
+    auto chains = sagator::ChainSet::Create(cfg, {options.chain});
+    if (!chains.ok()) {
+      LOG(ERROR) << chains.status().message();
+      return 1;
+    }
+    target = "in-process";
+    scanner = std::make_unique<sagator::LocalPolicyClient>(*std::move(chains),
+                                                          options.policy_timeout);
+  } else {
+    target = sagator::ScannerTargetOrExit(cfg);
+    scanner = sagator::NewGrpcScannerClient(target, options.policy_timeout,
+                                            cfg.proto.global().max_message_size());
+  }
 
   sagator::smtpd_policy::PolicyServer server(options, scanner.get());
   if (absl::Status s = server.Start(); !s.ok()) {
@@ -35,7 +50,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   LOG(INFO) << "smtpd_policy '" << service.name() << "' listening on " << options.host << ":"
-            << server.port() << ", chain '" << options.chain << "', scanner-svc at " << target
+            << server.port() << ", chain '" << options.chain << "', decided " << (target == "in-process" ? "" : "by scanner-svc at ") << target
             << ", prefork " << options.prefork << ", max_children " << options.max_children
             << ", policy_timeout " << options.policy_timeout
             << (options.fail_open ? ", fail-open" : ", fail-closed");

@@ -32,6 +32,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/sql.h"
 #include "tests/bench/bench_util.h"
 #include "tests/harness/policy_client.h"
 #include "tests/harness/postgres.h"
@@ -229,6 +230,7 @@ int Main() {
   struct Suite {
     std::string name;
     std::string database;  // YAML of the database
+    bool in_process = false;
     std::unique_ptr<Subprocess> scanner, policy;
     int port = 0;
   };
@@ -238,6 +240,21 @@ int Main() {
   suites.push_back({"SAGATOR smtpd_policy (PostgreSQL)",
                     absl::StrCat("{postgresql: {conninfo: '", (*pg)->conninfo(),
                                  "', pool_size: 8}}")});
+  // smtpd_policy deciding in-process (in_process: true): no gRPC hop.
+  suites.push_back({"SAGATOR in-process (SQLite)",
+                    absl::StrCat("{sqlite: {path: '", sqlite_path, ".2'}}"), true});
+  // A database of its own, so the pool is new to it as to every contender.
+  {
+    auto admin = sql::OpenPostgresql((*pg)->ConnInfoFor("postgres"), 1);
+    if (!admin.ok() || !(*admin)->Query("CREATE DATABASE inprocess", {}).ok()) {
+      fprintf(stderr, "PostgreSQL: cannot create a second database\n");
+      return 1;
+    }
+  }
+  suites.push_back({"SAGATOR in-process (PostgreSQL)",
+                    absl::StrCat("{postgresql: {conninfo: '", (*pg)->ConnInfoFor("inprocess"),
+                                 "', pool_size: 8}}"),
+                    true});
   for (size_t i = 0; i < suites.size(); ++i) {
     Suite& su = suites[i];
     const int scanner_port = PickFreePort();
@@ -251,7 +268,8 @@ int Main() {
                           "s}}]\n"
                           "services:\n"
                           "  - scanner_svc: {port: ", scanner_port, "}\n"
-                          "  - smtpd_policy: {scanners: policy, port: ", su.port, "}\n"));
+                          "  - smtpd_policy: {scanners: policy, port: ", su.port,
+                          su.in_process ? ", in_process: true" : "", "}\n"));
     su.scanner = std::make_unique<Subprocess>(
         std::vector<std::string>{RunfilePath("scanner-svc/scanner-svc"), "--config", cfg});
     su.scanner->RedirectOutput(absl::StrCat(dir, "/scanner-", i, ".log"));
