@@ -17,18 +17,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-harness::PostgresInstance* SharedPostgres() {
-  static harness::PostgresInstance* pg = [] {
-    auto p = harness::PostgresInstance::Start();
-    if (!p.ok()) {
-      ADD_FAILURE() << p.status();
-      return static_cast<harness::PostgresInstance*>(nullptr);
-    }
-    return p->release();
-  }();
-  return pg;
-}
-
 int counter = 0;
 
 class SqlTest : public ::testing::TestWithParam<Backend> {
@@ -40,7 +28,7 @@ class SqlTest : public ::testing::TestWithParam<Backend> {
       ASSERT_TRUE(d.ok()) << d.status();
       db_ = *d;
     } else {
-      harness::PostgresInstance* pg = SharedPostgres();
+      harness::PostgresInstance* pg = harness::SharedPostgresForTests();
       ASSERT_NE(pg, nullptr);
       auto d = OpenPostgresql(pg->conninfo(), 4);
       ASSERT_TRUE(d.ok()) << d.status();

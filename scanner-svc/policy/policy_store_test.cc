@@ -16,18 +16,6 @@ namespace {
 
 using State = GreylistDecision::State;
 
-harness::PostgresInstance* SharedPostgres() {
-  static harness::PostgresInstance* pg = [] {
-    auto p = harness::PostgresInstance::Start();
-    if (!p.ok()) {
-      ADD_FAILURE() << p.status();
-      return static_cast<harness::PostgresInstance*>(nullptr);
-    }
-    return p->release();
-  }();
-  return pg;
-}
-
 int counter = 0;
 
 class PolicyStoreTest : public ::testing::TestWithParam<sql::Backend> {
@@ -41,7 +29,7 @@ class PolicyStoreTest : public ::testing::TestWithParam<sql::Backend> {
       db = sql::OpenSqlite(absl::StrCat(std::getenv("TEST_TMPDIR"), "/p", ++counter, ".db"),
                            absl::Seconds(5));
     } else {
-      harness::PostgresInstance* pg = SharedPostgres();
+      harness::PostgresInstance* pg = harness::SharedPostgresForTests();
       if (pg == nullptr) return nullptr;
       std::string name = absl::StrCat("p", ++counter);
       auto admin = sql::OpenPostgresql(pg->ConnInfoFor("postgres"), 1);

@@ -1,5 +1,7 @@
 #include "tests/harness/postgres.h"
 
+#include <gtest/gtest.h>
+
 #include <pwd.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -251,6 +253,18 @@ std::string PostgresInstance::LogTail() const {
   constexpr size_t kLines = 30;
   if (lines.size() > kLines) lines.erase(lines.begin(), lines.end() - kLines);
   return absl::StrJoin(lines, "\n");
+}
+
+PostgresInstance* SharedPostgresForTests() {
+  static PostgresInstance* const pg = []() -> PostgresInstance* {
+    auto p = PostgresInstance::Start();
+    if (!p.ok()) {
+      ADD_FAILURE() << p.status();
+      return nullptr;
+    }
+    return p->release();
+  }();
+  return pg;
 }
 
 }  // namespace sagator::harness

@@ -94,6 +94,11 @@ class PostgresInstance {
   bool running_ = false;
 };
 
+// One instance for the whole test binary, started on first use (and stopped at
+// exit by the handler above); nullptr, after a recorded test failure, when it
+// cannot start. For tests that each want a fresh database rather than a cluster.
+PostgresInstance* SharedPostgresForTests();
+
 }  // namespace sagator::harness
 
 #endif  // SAGATOR_TESTS_HARNESS_POSTGRES_H_
