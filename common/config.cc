@@ -593,4 +593,8 @@ std::string ScannerTarget(const config::v1::Config& config) {
   return "";
 }
 
+absl::Duration ToDuration(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
 }  // namespace sagator

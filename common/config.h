@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "sagator/config/v1/config.pb.h"
 
 namespace sagator {
@@ -53,6 +54,9 @@ std::string ServiceKindName(const config::v1::Service& service);
 // The gRPC target gateways use for scanner-svc: global.scanner_target, else the
 // first scanner_svc service's host:port. Empty when neither is configured.
 std::string ScannerTarget(const config::v1::Config& config);
+
+// A configured duration (google.protobuf.Duration) as an absl::Duration.
+absl::Duration ToDuration(const google::protobuf::Duration& d);
 
 }  // namespace sagator
 

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/config.h"
 
 namespace sagator::sql {
 
@@ -231,8 +232,15 @@ class SqliteDatabase : public Database {
     sqlite3_busy_timeout(db, busy_ms_);
     // WAL: readers never wait for the writer; NORMAL sync is durable across
     // process crashes (a power loss may lose the last commits, never corrupt).
+    // Switching to WAL takes an exclusive lock without waiting in the busy handler,
+    // so processes opening a new file at once retry within busy_timeout.
+    absl::Time give_up = absl::Now() + absl::Milliseconds(busy_ms_);
     for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"}) {
       absl::Status s = c->Exec(pragma);
+      while (s.code() == absl::StatusCode::kUnavailable && absl::Now() < give_up) {
+        absl::SleepFor(absl::Milliseconds(10));
+        s = c->Exec(pragma);
+      }
       if (!s.ok()) {
         return absl::UnavailableError(absl::StrCat(path_, ": ", s.message()));
       }
@@ -441,7 +449,7 @@ absl::StatusOr<std::shared_ptr<Database>> Open(const config::v1::Database& spec,
         path = absl::StrCat(base_dir, "/", path);
       }
       const auto& t = spec.sqlite().busy_timeout();
-      return OpenSqlite(path, absl::Seconds(t.seconds()) + absl::Nanoseconds(t.nanos()));
+      return OpenSqlite(path, ToDuration(t));
     }
     case config::v1::Database::kPostgresql:
       return OpenPostgresql(spec.postgresql().conninfo(), spec.postgresql().pool_size());

@@ -9,6 +9,9 @@
 #include <cstdlib>
 #include <thread>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
 #include "tests/harness/postgres.h"
 
@@ -149,6 +152,34 @@ TEST(SqlOpen, UnreachableServersAndUnwritablePathsAreUnavailable) {
   EXPECT_THAT(pg.status().message(), HasSubstr("cannot connect to PostgreSQL"));
   auto lite = OpenSqlite("/nonexistent-dir/x.db", absl::Seconds(1));
   EXPECT_EQ(lite.status().code(), absl::StatusCode::kUnavailable) << lite.status();
+}
+
+TEST(SqlOpen, ProcessesOpeningANewSqliteFileAtOnceAllSucceed) {
+  // Replicas starting together all switch the new file to WAL at once.
+  for (int round = 0; round < 10; ++round) {
+    std::string path = absl::StrCat(std::getenv("TEST_TMPDIR"), "/race", round, ".db");
+    std::vector<pid_t> children;
+    const absl::Time go = absl::Now() + absl::Milliseconds(100);
+    for (int t = 0; t < 8; ++t) {
+      pid_t pid = fork();
+      ASSERT_GE(pid, 0);
+      if (pid == 0) {
+        absl::SleepFor(go - absl::Now());  // start together
+        auto db = OpenSqlite(path, absl::Seconds(5));
+        if (!db.ok()) {
+          fprintf(stderr, "%s\n", db.status().ToString().c_str());
+          _exit(1);
+        }
+        _exit(Migrate(**db, "t", kSteps).ok() ? 0 : 2);
+      }
+      children.push_back(pid);
+    }
+    for (pid_t pid : children) {
+      int status = 0;
+      ASSERT_EQ(waitpid(pid, &status, 0), pid);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "round " << round;
+    }
+  }
 }
 
 TEST(SqlOpen, ResolvesRelativeSqlitePathsAgainstTheConfigFolder) {

@@ -11,6 +11,7 @@
 #include "common/grpc_server.h"
 #include "scanner-svc/chain_set.h"
 #include "scanner-svc/scanner_service.h"
+#include "common/config.h"
 
 
 int main(int argc, char** argv) {
@@ -32,9 +33,8 @@ int main(int argc, char** argv) {
   }
   int threads = spec.threads() > 0 ? spec.threads()
                                    : std::max(1u, std::thread::hardware_concurrency());
-  const auto& to = cfg.proto.global().scan_timeout();
-  sagator::ScannerServiceImpl service(
-      chains->get(), threads, absl::Seconds(to.seconds()) + absl::Nanoseconds(to.nanos()));
+  sagator::ScannerServiceImpl service(chains->get(), threads,
+                                      sagator::ToDuration(cfg.proto.global().scan_timeout()));
   sagator::GrpcServerRunner runner(spec.host(), spec.port());
   runner.AddService(&service);
   runner.SetMaxThreads(threads * 4 + 16);

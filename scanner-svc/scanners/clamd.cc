@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/config.h"
 
 namespace sagator::scanners {
 namespace {
@@ -488,7 +489,7 @@ absl::StatusOr<std::unique_ptr<engine::Scanner>> MakeClamdScanner(
   };
 
   absl::Duration timeout =
-      absl::Seconds(spec.timeout().seconds()) + absl::Nanoseconds(spec.timeout().nanos());
+      ToDuration(spec.timeout());
   if (timeout == absl::ZeroDuration()) timeout = kDefaultTimeout;
   if (timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("clamd(): timeout must be positive");

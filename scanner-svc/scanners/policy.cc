@@ -6,30 +6,34 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "common/config.h"
 
 namespace sagator::scanners {
 namespace {
 
-absl::Duration ToDuration(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
 
 // Postfix hands the null sender as "" and addresses as typed; keys are lower case.
 std::string Key(absl::string_view address) { return absl::AsciiStrToLower(address); }
 
 }  // namespace
 
+policy::GreylistParams GreylistParamsOf(const config::v1::GreylistSpec& spec) {
+  policy::GreylistParams p;
+  p.min = ToDuration(spec.min());
+  p.expire = ToDuration(spec.expire());
+  p.max_age = ToDuration(spec.max_age());
+  p.auto_whitelist = spec.auto_whitelist();
+  return p;
+}
+
 GreylistScanner::GreylistScanner(std::shared_ptr<policy::PolicyStore> store,
                                  const config::v1::GreylistSpec& spec, Clock clock)
     : store_(std::move(store)),
+      params_(GreylistParamsOf(spec)),
       info_url_(spec.info_url()),
       ipv4_prefix_(spec.ipv4_prefix()),
       ipv6_prefix_(spec.ipv6_prefix()),
       clock_(std::move(clock)) {
-  params_.min = ToDuration(spec.min());
-  params_.expire = ToDuration(spec.expire());
-  params_.max_age = ToDuration(spec.max_age());
-  params_.auto_whitelist = spec.auto_whitelist();
   std::vector<std::string> h = absl::StrSplit(spec.header(), absl::MaxSplits(':', 1));
   if (h.size() == 2) {
     header_name_ = std::string(absl::StripAsciiWhitespace(h[0]));

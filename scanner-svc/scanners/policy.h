@@ -30,6 +30,9 @@ namespace sagator::scanners {
 
 using Clock = std::function<absl::Time()>;
 
+// The store's greylisting parameters of a greylist() entry.
+policy::GreylistParams GreylistParamsOf(const config::v1::GreylistSpec& spec);
+
 class GreylistScanner final : public engine::Scanner {
  public:
   GreylistScanner(std::shared_ptr<policy::PolicyStore> store,

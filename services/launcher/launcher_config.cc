@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/duration.pb.h"
+#include "common/config.h"
 
 namespace sagator::launcher {
 namespace {
@@ -33,9 +34,6 @@ constexpr KindBinary kServiceBinaries[] = {
     {Service::kSmtpdPolicy, "smtpd_policy"},
 };
 
-absl::Duration ToDuration(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
 
 std::string ParentDir(absl::string_view path) {
   size_t slash = path.rfind('/');

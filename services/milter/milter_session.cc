@@ -14,15 +14,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "google/protobuf/util/time_util.h"
+#include "common/config.h"
 
 namespace sagator::milter {
 namespace {
 
 using Action = MilterReply::Action;
 
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
 
 // "<a@example.org>" (maybe with spaces around) → "a@example.org"; "<>" → "".
 std::string StripAngles(absl::string_view address) {
@@ -57,10 +55,10 @@ MilterOptions OptionsFromConfig(const config::v1::Config& config,
   o.chain = service.scanners();
   o.recipient_policy = service.recipient_policy();
   o.fail_open = service.fail_open();
-  o.progress_interval = FromProto(service.progress_interval());
+  o.progress_interval = ToDuration(service.progress_interval());
   o.max_message_size = config.global().max_message_size();
   o.not_scanned_outcome = config.global().not_scanned_outcome();
-  o.scan_timeout = FromProto(config.global().scan_timeout());
+  o.scan_timeout = ToDuration(config.global().scan_timeout());
   o.policy_timeout = std::min(o.scan_timeout, absl::Seconds(20));
   return o;
 }

@@ -28,11 +28,8 @@ int main(int argc, char** argv) {
   std::string target = sagator::ScannerTargetOrExit(cfg);
   sagator::sgfilterd::SgfilterdOptions options =
       sagator::sgfilterd::OptionsFromConfig(cfg.proto, service.sgfilterd());
-  const auto& scan_timeout = cfg.proto.global().scan_timeout();
-  absl::Duration deadline =
-      absl::Seconds(scan_timeout.seconds()) + absl::Nanoseconds(scan_timeout.nanos());
-  std::unique_ptr<sagator::ScannerClient> scanner =
-      sagator::NewGrpcScannerClient(target, deadline, options.max_message_size);
+  std::unique_ptr<sagator::ScannerClient> scanner = sagator::NewGrpcScannerClient(
+      target, sagator::ToDuration(cfg.proto.global().scan_timeout()), options.max_message_size);
 
   sagator::sgfilterd::SgfilterdServer server(options, scanner.get());
   absl::Status started = server.Start();

@@ -20,6 +20,7 @@
 #include "common/message_filter.h"
 #include "common/tcp_server.h"
 #include "services/sgfilterd/sgfilter_protocol.h"
+#include "common/config.h"
 
 namespace sagator::sgfilterd {
 
@@ -60,7 +61,7 @@ SgfilterdOptions OptionsFromConfig(const config::v1::Config& config,
   o.prefork = std::max(1, service.prefork());
   o.max_connections = std::max(1, service.max_connections());
   o.timeout =
-      absl::Seconds(service.timeout().seconds()) + absl::Nanoseconds(service.timeout().nanos());
+      ToDuration(service.timeout());
   o.max_buffered_bytes = service.max_buffered_bytes();
   o.max_message_size = config.global().max_message_size();
   o.chain = service.scanners();

@@ -36,10 +36,8 @@ int GatewayMain(int argc, char** argv, Dialect dialect) {
     return 2;
   }
   std::string target = ScannerTargetOrExit(cfg);
-  const auto& scan_timeout = cfg.proto.global().scan_timeout();
   std::unique_ptr<ScannerClient> scanner = NewGrpcScannerClient(
-      target, absl::Seconds(scan_timeout.seconds()) + absl::Nanoseconds(scan_timeout.nanos()),
-      options->max_message_size);
+      target, ToDuration(cfg.proto.global().scan_timeout()), options->max_message_size);
 
   SmtpGateway gateway(*options, scanner.get());
   if (absl::Status s = gateway.Start(); !s.ok()) {

@@ -18,6 +18,7 @@
 #include "common/message_filter.h"
 #include "common/tcp_server.h"
 #include "google/protobuf/util/time_util.h"
+#include "common/config.h"
 
 namespace sagator::smtpd {
 
@@ -32,9 +33,6 @@ namespace {
 
 constexpr size_t kReadBufferSize = 16 * 1024;
 
-absl::Duration ToDuration(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
 
 struct Counters {
   std::atomic<int64_t> messages{0};

@@ -19,6 +19,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 #include "common/tcp_server.h"
+#include "common/config.h"
 
 namespace sagator::smtpd_policy {
 
@@ -35,9 +36,6 @@ namespace {
 // Postfix's request blocks are about 1 KiB; bigger ones arrive in several reads.
 constexpr size_t kReadBufferSize = 8 * 1024;
 
-absl::Duration ToDuration(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
 
 struct Counters {
   std::atomic<int64_t> requests{0};

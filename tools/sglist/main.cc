@@ -5,7 +5,9 @@
 #include "absl/time/clock.h"
 #include "common/cli.h"
 #include "common/sql.h"
+#include "scanner-svc/scanners/policy.h"
 #include "tools/sglist/sglist.h"
+#include "common/config.h"
 
 ABSL_FLAG(std::string, db, "default", "the database (a name under `databases:`)");
 ABSL_FLAG(absl::Duration, expire, absl::ZeroDuration(),
@@ -15,19 +17,13 @@ ABSL_FLAG(int, limit, 100, "greylist: most records shown");
 
 namespace {
 
-absl::Duration ToDuration(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
 
 // Cleanup follows the first greylist scanner on this database, if any.
 bool FindGreylist(const google::protobuf::RepeatedPtrField<sagator::config::v1::ScannerSpec>& specs,
                   const std::string& db, sagator::policy::GreylistParams* out) {
   for (const auto& s : specs) {
     if (s.has_greylist() && s.greylist().db() == db) {
-      out->min = ToDuration(s.greylist().min());
-      out->expire = ToDuration(s.greylist().expire());
-      out->max_age = ToDuration(s.greylist().max_age());
-      out->auto_whitelist = s.greylist().auto_whitelist();
+      *out = sagator::scanners::GreylistParamsOf(s.greylist());
       return true;
     }
     if (s.has_alternatives() && FindGreylist(s.alternatives().scanners(), db, out)) return true;
