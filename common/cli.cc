@@ -23,8 +23,9 @@ ABSL_FLAG(std::string, port_file, "",
 
 namespace sagator {
 
-bool WritePortFile(int port) {
-  std::string path = absl::GetFlag(FLAGS_port_file);
+bool WritePortFile(int port) { return WritePortFileTo(absl::GetFlag(FLAGS_port_file), port); }
+
+bool WritePortFileTo(const std::string& path, int port) {
   if (path.empty()) return true;
   std::string tmp = path + ".tmp";
   FILE* f = std::fopen(tmp.c_str(), "w");

@@ -48,6 +48,8 @@ std::string ScannerTargetOrExit(const LoadedConfig& cfg);
 // port 0 and read the bound port there). Writes a temporary file and renames it, so
 // a reader never sees a partial number. False when the file cannot be written.
 bool WritePortFile(int port);
+// The same for another port file (an empty path writes nothing and succeeds).
+bool WritePortFileTo(const std::string& path, int port);
 
 }  // namespace sagator
 

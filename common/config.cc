@@ -593,6 +593,14 @@ std::string ScannerTarget(const config::v1::Config& config) {
   return "";
 }
 
+std::string CollectorTarget(const config::v1::Config& config) {
+  if (!config.global().collector_target().empty()) return config.global().collector_target();
+  for (const auto& s : config.services()) {
+    if (s.has_collector()) return absl::StrCat(s.collector().host(), ":", s.collector().port());
+  }
+  return "";
+}
+
 absl::Duration ToDuration(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }

@@ -55,6 +55,10 @@ std::string ServiceKindName(const config::v1::Service& service);
 // first scanner_svc service's host:port. Empty when neither is configured.
 std::string ScannerTarget(const config::v1::Config& config);
 
+// The gRPC target of collector-svc: global.collector_target, else the first collector
+// service's host:port, else "" (statistics are not reported).
+std::string CollectorTarget(const config::v1::Config& config);
+
 // A configured duration (google.protobuf.Duration) as an absl::Duration.
 absl::Duration ToDuration(const google::protobuf::Duration& d);
 

@@ -13,6 +13,7 @@ PKGS=(
   postfix swaks miltertest libmilter-dev clamsmtp clamav-milter
   libgmime-3.0-dev
   libpqxx-dev postgresql postgrey
+  chromium fonts-dejavu-core
 )
 
 missing=()
