@@ -222,16 +222,19 @@ std::vector<TimeSeries::Point> Aggregator::Points(Range range, absl::Time now) c
 }
 
 std::string Aggregator::StatusText(absl::Time now) const {
-  stats::Snapshot totals = Totals();
-  std::vector<SourceInfo> sources = Sources();
+  return RenderStatusText(Totals(), Sources().size(), events_ingested(), started_, now);
+}
+
+std::string RenderStatusText(const stats::Snapshot& totals, size_t sources, int64_t events,
+                             absl::Time started, absl::Time now) {
   std::string out = absl::StrCat(
       "# SAGATOR status, written by collector-svc at ",
       absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", now, absl::UTCTimeZone()), "\n",
       "# one \"key value\" per line; see collector-svc/README.md\n");
   absl::StrAppend(&out, "time ", absl::ToUnixSeconds(now), "\n");
-  absl::StrAppend(&out, "uptime ", absl::ToInt64Seconds(now - started_), "\n");
-  absl::StrAppend(&out, "events ", events_ingested(), "\n");
-  absl::StrAppend(&out, "sources ", sources.size(), "\n");
+  absl::StrAppend(&out, "uptime ", absl::ToInt64Seconds(now - started), "\n");
+  absl::StrAppend(&out, "events ", events, "\n");
+  absl::StrAppend(&out, "sources ", sources, "\n");
   // SAGATOR's own names first: <prefix>-count and <prefix>-bytes of the status scanner.
   for (const stats::CounterSample& c : totals.counters) {
     if (c.name != "status_count" && c.name != "status_bytes") continue;
@@ -253,6 +256,27 @@ std::string Aggregator::StatusText(absl::Time now) const {
   }
   out += "# end\n";
   return out;
+}
+
+stats::Snapshot SnapshotFromStatus(const v1::GetStatusResponse& status) {
+  stats::Snapshot s;
+  for (const v1::CounterTotal& t : status.counters()) {
+    stats::Labels labels = LabelsOf(t.labels());
+    std::string key = stats::SeriesKey(t.name(), labels);
+    s.counters.push_back(stats::CounterSample{key, t.name(), labels, t.value(), 0});
+  }
+  for (const v1::HistogramTotal& t : status.histograms()) {
+    stats::HistogramSample h;
+    h.labels = LabelsOf(t.labels());
+    h.key = stats::SeriesKey(t.name(), h.labels);
+    h.name = t.name();
+    for (size_t i = 0; i < stats::kHistogramBuckets && i < static_cast<size_t>(t.bucket_counts_size()); ++i) {
+      h.buckets[i] = t.bucket_counts(static_cast<int>(i));
+    }
+    h.sum_seconds = t.sum_seconds();
+    s.histograms.push_back(std::move(h));
+  }
+  return s;
 }
 
 std::string Aggregator::PrometheusText() const {

@@ -79,6 +79,14 @@ class Aggregator {
   int64_t skipped_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// The status text of `totals` (the format of the status file, README.md): "key value"
+// lines, SAGATOR's <prefix>-count and <prefix>-bytes first, ending with "# end".
+std::string RenderStatusText(const stats::Snapshot& totals, size_t sources, int64_t events,
+                             absl::Time started, absl::Time now);
+
+// GetStatus's answer back as totals (for command-line tools).
+stats::Snapshot SnapshotFromStatus(const v1::GetStatusResponse& status);
+
 // Writes `text` to `path` so that a reader sees the old or the new file, never a part:
 // a temporary file in the same folder, fsync, rename.
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view text);

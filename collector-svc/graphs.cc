@@ -259,12 +259,15 @@ std::string RenderPage(const Aggregator& agg, Range range, absl::Time now) {
                     "</td><td class=\"n\">", s.batches, "</td><td class=\"n\">", s.dropped_events,
                     "</td></tr>\n");
   }
-  // Marks the page with how many data lines the browser laid out with a size.
+  // Marks the page with how many data lines the browser laid out, and how many of
+  // them show data (are not flat at zero).
   absl::StrAppend(
       &out,
-      "</table>\n<script>window.addEventListener('load',function(){var n=0;"
+      "</table>\n<script>window.addEventListener('load',function(){var n=0,d=0;"
       "document.querySelectorAll('polyline.data').forEach(function(p){var b=p.getBBox();"
-      "if(b.width>0)n++;});document.body.setAttribute('data-drawn-lines',String(n));});"
+      "if(b.width>0)n++;if(b.height>0)d++;});"
+      "document.body.setAttribute('data-drawn-lines',String(n));"
+      "document.body.setAttribute('data-lines-with-data',String(d));});"
       "</script>\n</body></html>\n");
   return out;
 }

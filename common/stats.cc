@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -228,6 +229,7 @@ GatewayStats::GatewayStats(Registry* registry, std::string service)
   }
   scan_ = registry_->GetHistogram("latency", {{"service", service_}, {"stage", "scan"}});
   total_ = registry_->GetHistogram("latency", {{"service", service_}, {"stage", "total"}});
+  policy_ = registry_->GetHistogram("latency", {{"service", service_}, {"stage", "policy"}});
   fail_open_ = registry_->GetCounter("fail_open", {{"service", service_}});
 }
 
@@ -241,11 +243,22 @@ void GatewayStats::Message(common::v1::Outcome outcome, int64_t bytes) {
   bytes_[outcome]->Add(bytes);
 }
 
+void GatewayStats::MessageWithCode(int code, int64_t bytes, const absl::Status& scan_status) {
+  common::v1::Outcome o = code == 250   ? common::v1::PASS
+                          : code == 251 ? common::v1::FORCED_PASS
+                          : code == 550 ? common::v1::REJECT
+                          : code == 551 ? common::v1::DROP
+                                        : common::v1::TEMPFAIL;
+  Message(o, bytes);
+  if (!scan_status.ok()) Error("scanner");
+}
+
 void GatewayStats::Latency(absl::string_view stage, absl::Duration elapsed) {
   if (registry_ == nullptr) return;
-  Histogram* h = stage == "scan"    ? scan_
-                 : stage == "total" ? total_
-                                    : registry_->GetHistogram(
+  Histogram* h = stage == "scan"     ? scan_
+                 : stage == "total"  ? total_
+                 : stage == "policy" ? policy_
+                                     : registry_->GetHistogram(
                                           "latency", {{"service", service_},
                                                       {"stage", std::string(stage)}});
   h->Observe(elapsed);
@@ -262,9 +275,17 @@ void GatewayStats::FailOpen() {
 
 void GatewayStats::PolicyAnswer(absl::string_view action) {
   if (registry_ == nullptr) return;
-  registry_
-      ->GetCounter("policy_answers", {{"service", service_}, {"action", std::string(action)}})
-      ->Add();
+  static constexpr absl::string_view kCommon[] = {"DUNNO",  "OK",      "PREPEND",
+                                                  "REJECT", "DISCARD", "DEFER_IF_PERMIT"};
+  size_t i = 0;
+  while (i < std::size(kCommon) && kCommon[i] != action) ++i;
+  Counter* c = i < std::size(kCommon) ? answers_[i].load(std::memory_order_acquire) : nullptr;
+  if (c == nullptr) {
+    c = registry_->GetCounter("policy_answers",
+                              {{"service", service_}, {"action", std::string(action)}});
+    if (i < std::size(kCommon)) answers_[i].store(c, std::memory_order_release);
+  }
+  c->Add();
 }
 
 }  // namespace sagator::stats

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -169,11 +170,16 @@ class GatewayStats {
 
   // One message decided with `outcome`, `bytes` long.
   void Message(common::v1::Outcome outcome, int64_t bytes);
+  // The same from SAGATOR's status code (250 PASS, 251 FORCED_PASS, 550 REJECT,
+  // 551 DROP, anything else TEMPFAIL); a failed scan (`scan_status`) also counts an
+  // error of kind "scanner".
+  void MessageWithCode(int code, int64_t bytes, const absl::Status& scan_status);
   // Time spent in `stage`: "scan" (the scanner-svc call), "relay" (next hop),
   // "policy" (one policy decision) or "total".
   void Latency(absl::string_view stage, absl::Duration elapsed);
   // A failure: "scanner" (scanner-svc unreachable or past its deadline), "relay",
-  // "protocol" (client sent garbage), "timeout" (client too slow), "memory".
+  // "protocol" (client sent garbage), "timeout" (client too slow), "memory" (memory
+  // budget spent), "too_large" (over the size limit).
   void Error(absl::string_view kind);
   // A message or request let through unscanned because of fail_open.
   void FailOpen();
@@ -187,7 +193,10 @@ class GatewayStats {
   std::array<Counter*, 8> bytes_{};
   Histogram* scan_ = nullptr;
   Histogram* total_ = nullptr;
+  Histogram* policy_ = nullptr;
   Counter* fail_open_ = nullptr;
+  // The common policy answers, looked up at first use.
+  std::array<std::atomic<Counter*>, 8> answers_{};
 };
 
 }  // namespace sagator::stats

@@ -51,8 +51,8 @@ std::string LocalHostname() {
 class TreeBuilder {
  public:
   TreeBuilder(const LoadedConfig& config,
-              std::map<std::string, std::unique_ptr<Scanner>>* chains)
-      : config_(config), chains_(chains) {}
+              std::map<std::string, std::unique_ptr<Scanner>>* chains, stats::Registry* registry)
+      : config_(config), chains_(chains), registry_(registry) {}
 
   absl::Status BuildChain(const std::string& name) {
     if (chains_->count(name)) return absl::OkStatus();
@@ -136,7 +136,27 @@ class TreeBuilder {
     return shared;
   }
 
+  // A node, with its runs counted (scans{scanner, result}) when it is a realscanner.
   absl::StatusOr<ScannerPtr> Build(const ScannerSpec& spec, const std::string& path) {
+    absl::StatusOr<ScannerPtr> s = BuildNode(spec, path);
+    if (!s.ok()) return s;
+    switch (spec.kind_case()) {
+      case ScannerSpec::kLibclam:
+      case ScannerSpec::kClamd:
+      case ScannerSpec::kStringScan:
+      case ScannerSpec::kRegexpScan:
+      case ScannerSpec::kMaxFileSize:
+      case ScannerSpec::kGreylist:
+      case ScannerSpec::kSqlList: {
+        std::string kind = ScannerSpec::descriptor()->FindFieldByNumber(spec.kind_case())->name();
+        return ScannerPtr(std::make_unique<engine::CountScans>(kind, registry_, *std::move(s)));
+      }
+      default:
+        return s;
+    }
+  }
+
+  absl::StatusOr<ScannerPtr> BuildNode(const ScannerSpec& spec, const std::string& path) {
     auto with_path = [&](absl::Status s) {
       return absl::Status(s.code(), absl::StrCat(config_.path, ": ", path, ": ", s.message()));
     };
@@ -247,6 +267,12 @@ class TreeBuilder {
         if (!s.ok()) return with_path(s.status());
         return ScannerPtr(*std::move(s));
       }
+      case ScannerSpec::kStatus: {
+        auto inner = BuildInner(spec.status().scanners(), absl::StrCat(path, ".status"));
+        if (!inner.ok()) return inner.status();
+        return ScannerPtr(std::make_unique<engine::CountDetections>(spec.status().prefix(),
+                                                                    registry_, *std::move(inner)));
+      }
       case ScannerSpec::kChain: {
         absl::Status s = BuildChain(spec.chain());
         if (!s.ok()) return s;
@@ -261,6 +287,7 @@ class TreeBuilder {
 
   const LoadedConfig& config_;
   std::map<std::string, std::unique_ptr<Scanner>>* chains_;
+  stats::Registry* registry_;
   std::set<std::string> building_;
   std::map<std::string, std::shared_ptr<scanners::ClamEngine>> engines_;
   std::map<std::string, std::shared_ptr<policy::PolicyStore>> stores_;
@@ -298,20 +325,26 @@ std::string NewSagatorId(absl::string_view hostname, absl::Time now) {
                       rnd, "@", hostname);
 }
 
-absl::StatusOr<std::unique_ptr<ChainSet>> ChainSet::Create(const LoadedConfig& config) {
+absl::StatusOr<std::unique_ptr<ChainSet>> ChainSet::Create(const LoadedConfig& config,
+                                                          stats::Registry* registry) {
   std::vector<std::string> all;
   for (const auto& [name, _] : config.proto.chains()) all.push_back(name);
-  return Create(config, all);
+  return Create(config, all, registry);
 }
 
 absl::StatusOr<std::unique_ptr<ChainSet>> ChainSet::Create(
-    const LoadedConfig& config, const std::vector<std::string>& chains) {
+    const LoadedConfig& config, const std::vector<std::string>& chains,
+    stats::Registry* registry) {
   std::unique_ptr<ChainSet> set(new ChainSet());
+  if (registry == nullptr) {
+    set->own_registry_ = std::make_unique<stats::Registry>();
+    registry = set->own_registry_.get();
+  }
   set->hostname_ = config.proto.global().hostname().empty() ? LocalHostname()
                                                            : config.proto.global().hostname();
   set->max_message_size_ = config.proto.global().max_message_size();
   set->not_scanned_outcome_ = config.proto.global().not_scanned_outcome();
-  TreeBuilder builder(config, &set->chains_);
+  TreeBuilder builder(config, &set->chains_, registry);
   for (const std::string& name : chains) {
     if (!config.proto.chains().contains(name)) {
       return absl::NotFoundError(absl::StrCat(config.path, ": no chain named '", name, "'"));

@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/config.h"
+#include "common/stats.h"
 #include "sagator/common/v1/common.pb.h"
 #include "scanner-svc/engine/scanner.h"
 
@@ -57,10 +58,14 @@ class ChainSet {
  public:
   // Builds every chain of `config`. Fails when a scanner cannot be built (a regexp
   // that does not compile, no loadable ClamAV database, ...), naming the key.
-  static absl::StatusOr<std::unique_ptr<ChainSet>> Create(const LoadedConfig& config);
+  // The scanners count into `registry` (scans by scanner, the status scanner's
+  // counters); nullptr: a registry of the ChainSet's own.
+  static absl::StatusOr<std::unique_ptr<ChainSet>> Create(const LoadedConfig& config,
+                                                          stats::Registry* registry = nullptr);
   // Builds only `chains` and the chains they name (smtpd_policy in_process).
   static absl::StatusOr<std::unique_ptr<ChainSet>> Create(const LoadedConfig& config,
-                                                          const std::vector<std::string>& chains);
+                                                          const std::vector<std::string>& chains,
+                                                          stats::Registry* registry = nullptr);
 
   bool Has(absl::string_view chain) const { return chains_.count(std::string(chain)) > 0; }
   std::vector<std::string> Names() const;
@@ -92,6 +97,7 @@ class ChainSet {
   // Maps the result to the outcome; `content` adds the X-Sagator headers.
   ChainVerdict Finish(const engine::Scanner& chain, ChainVerdict v, bool content) const;
 
+  std::unique_ptr<stats::Registry> own_registry_;
   std::map<std::string, std::unique_ptr<engine::Scanner>> chains_;
   std::string hostname_;
   int64_t max_message_size_ = 0;

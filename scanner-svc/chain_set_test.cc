@@ -59,6 +59,36 @@ TEST(ChainSet, LibclamRejectsEicarWithItsName) {
   EXPECT_THAT(v.reply_text, HasSubstr("5.7.1"));
 }
 
+TEST(ChainSet, StatusCountsDetectionsAndScansAreCountedPerScanner) {
+  auto cfg = LoadConfigString(
+      absl::StrCat("chains:\n  av:\n    - status: {prefix: Virus, scanners: [", LibclamYaml(),
+                   "]}\n    - status: {prefix: 'Pat-%(VIRNAME)s', scanners: [{string_scan: "
+                   "{entries: [{name: Junk, patterns: [JUNK]}]}}]}\n"),
+      "t.yaml", "/");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  stats::Registry registry;
+  auto set = ChainSet::Create(*cfg, &registry);
+  ASSERT_TRUE(set.ok()) << set.status();
+  std::string eicar = Mail(kEicar);
+  ChainVerdict v = ScanWith(**set, "av", eicar);
+  EXPECT_EQ(v.result.path, "status(libclam())");
+  ScanWith(**set, "av", eicar);
+  ScanWith(**set, "av", Mail("JUNK"));
+  ScanWith(**set, "av", Mail("clean"));
+  EXPECT_EQ(registry.GetCounter("status_count", {{"prefix", "Virus"}})->value(), 2);
+  EXPECT_EQ(registry.GetCounter("status_bytes", {{"prefix", "Virus"}})->value(),
+            2 * static_cast<int64_t>(eicar.size()));
+  EXPECT_EQ(registry.GetCounter("status_count", {{"prefix", "Pat-Junk"}})->value(), 1);
+  auto scans = [&](const char* scanner, const char* result) {
+    return registry.GetCounter("scans", {{"scanner", scanner}, {"result", result}})->value();
+  };
+  EXPECT_EQ(scans("libclam", "detected"), 2);
+  EXPECT_EQ(scans("libclam", "clean"), 2);
+  EXPECT_EQ(scans("string_scan", "detected"), 1);
+  EXPECT_EQ(scans("string_scan", "clean"), 1);
+  EXPECT_EQ(scans("libclam", "error"), 0);
+}
+
 TEST(ChainSet, CleanMailPassesWithSagatorHeaders) {
   auto set = Chains(absl::StrCat("chains: {av: [", LibclamYaml(), "]}\n"));
   ASSERT_NE(set, nullptr);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/cli.h"
+#include "common/service_stats.h"
 #include "common/grpc_server.h"
 #include "scanner-svc/chain_set.h"
 #include "scanner-svc/scanner_service.h"
@@ -26,7 +27,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   const auto& spec = (*svc)->scanner_svc();
-  auto chains = sagator::ChainSet::Create(cfg);
+  std::unique_ptr<sagator::ServiceStats> stats = sagator::StartServiceStatsOrExit(cfg, **svc);
+  auto chains = sagator::ChainSet::Create(cfg, stats->registry());
   if (!chains.ok()) {
     LOG(ERROR) << chains.status().message();
     return 2;
@@ -50,5 +52,6 @@ int main(int argc, char** argv) {
             << " with " << threads << " scan slots; chains: "
             << absl::StrJoin((*chains)->Names(), ", ");
   runner.WaitForShutdownSignal(absl::Seconds(5));
+  stats->Stop();
   return 0;
 }

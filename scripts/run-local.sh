@@ -9,12 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
-bazel build //scanner-svc //services/sgfilterd:all //services/smtpd //services/lmtpd //services/milter //services/smtpd_policy //services/launcher:sagator
+bazel build //scanner-svc //services/sgfilterd:all //services/smtpd //services/lmtpd //services/milter //services/smtpd_policy //services/launcher:sagator //collector-svc //tools/sgstat
 
 config=deploy/config/sagator.yaml
 if [ "${1:-}" = "--config" ] && [ -n "${2:-}" ]; then config=$2; fi
 mkdir -p run
-bin_path="$PWD/bazel-bin/scanner-svc:$PWD/bazel-bin/services/sgfilterd:$PWD/bazel-bin/services/smtpd:$PWD/bazel-bin/services/lmtpd:$PWD/bazel-bin/services/milter:$PWD/bazel-bin/services/smtpd_policy"
+bin_path="$PWD/bazel-bin/scanner-svc:$PWD/bazel-bin/services/sgfilterd:$PWD/bazel-bin/services/smtpd:$PWD/bazel-bin/services/lmtpd:$PWD/bazel-bin/services/milter:$PWD/bazel-bin/services/smtpd_policy:$PWD/bazel-bin/collector-svc"
 
 cat <<MSG
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -174,6 +175,52 @@ absl::StatusOr<ScanResult> AddHeader::Scan(ScanContext& ctx) const {
 
 std::string AddHeader::Describe() const {
   return absl::StrCat("add_header(", inner_->Describe(), ")");
+}
+
+CountDetections::CountDetections(std::string prefix, stats::Registry* registry, ScannerPtr inner)
+    : prefix_(std::move(prefix)), registry_(registry), inner_(std::move(inner)) {
+  if (absl::StrContains(prefix_, "%")) return;
+  count_ = registry_->GetCounter("status_count", {{"prefix", prefix_}});
+  bytes_ = registry_->GetCounter("status_bytes", {{"prefix", prefix_}});
+}
+
+absl::StatusOr<ScanResult> CountDetections::Scan(ScanContext& ctx) const {
+  absl::StatusOr<ScanResult> r = inner_->Scan(ctx);
+  if (!r.ok()) return r;
+  if (r->detected()) {
+    stats::Counter* count = count_;
+    stats::Counter* bytes = bytes_;
+    if (count == nullptr) {
+      std::string prefix = ExpandTemplate(prefix_, *r);
+      count = registry_->GetCounter("status_count", {{"prefix", prefix}});
+      bytes = registry_->GetCounter("status_bytes", {{"prefix", prefix}});
+    }
+    count->Add();
+    bytes->Add(static_cast<int64_t>(ctx.message().size()));
+  }
+  return Wrap(*std::move(r), "status");
+}
+
+std::string CountDetections::Describe() const {
+  return absl::StrCat("status(", inner_->Describe(), ")");
+}
+
+CountScans::CountScans(std::string kind, stats::Registry* registry, ScannerPtr inner)
+    : clean_(registry->GetCounter("scans", {{"scanner", kind}, {"result", "clean"}})),
+      detected_(registry->GetCounter("scans", {{"scanner", kind}, {"result", "detected"}})),
+      error_(registry->GetCounter("scans", {{"scanner", kind}, {"result", "error"}})),
+      inner_(std::move(inner)) {}
+
+absl::StatusOr<ScanResult> CountScans::Scan(ScanContext& ctx) const {
+  absl::StatusOr<ScanResult> r = inner_->Scan(ctx);
+  if (!r.ok()) {
+    error_->Add();
+  } else if (r->detected()) {
+    detected_->Add();
+  } else {
+    clean_->Add();
+  }
+  return r;
 }
 
 }  // namespace sagator::engine

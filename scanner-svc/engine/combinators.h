@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "re2/re2.h"
+#include "common/stats.h"
 #include "scanner-svc/engine/scanner.h"
 
 namespace sagator::engine {
@@ -107,6 +108,40 @@ class AddHeader final : public Scanner {
   std::string name_;
   std::string data_;
   std::unique_ptr<RE2> onlyif_;
+  ScannerPtr inner_;
+};
+
+// status(prefix, scanners): when the inner scanners detect, adds 1 to the stat
+// status_count{prefix} and the message size to status_bytes{prefix} (SAGATOR's
+// "<prefix>-count" and "<prefix>-bytes"). The prefix may use %(VIRNAME)s. The result
+// passes through unchanged.
+class CountDetections final : public Scanner {
+ public:
+  CountDetections(std::string prefix, stats::Registry* registry, ScannerPtr inner);
+  absl::StatusOr<ScanResult> Scan(ScanContext& ctx) const override;
+  std::string Describe() const override;
+
+ private:
+  std::string prefix_;
+  stats::Registry* registry_;
+  // For a prefix without a template, looked up once.
+  stats::Counter* count_ = nullptr;
+  stats::Counter* bytes_ = nullptr;
+  ScannerPtr inner_;
+};
+
+// Counts the runs of one realscanner in the stat scans{scanner, result} with result
+// clean, detected or error; the scanner's result passes through unchanged.
+class CountScans final : public Scanner {
+ public:
+  CountScans(std::string kind, stats::Registry* registry, ScannerPtr inner);
+  absl::StatusOr<ScanResult> Scan(ScanContext& ctx) const override;
+  std::string Describe() const override { return inner_->Describe(); }
+
+ private:
+  stats::Counter* clean_;
+  stats::Counter* detected_;
+  stats::Counter* error_;
   ScannerPtr inner_;
 };
 

@@ -32,6 +32,7 @@ constexpr KindBinary kServiceBinaries[] = {
     {Service::kLmtpd, "lmtpd"},
     {Service::kMilter, "milter"},
     {Service::kSmtpdPolicy, "smtpd_policy"},
+    {Service::kCollector, "collector-svc"},
 };
 
 

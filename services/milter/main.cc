@@ -13,6 +13,7 @@
 #include "common/config.h"
 #include "common/grpc_server.h"
 #include "common/scanner_client.h"
+#include "common/service_stats.h"
 #include "services/milter/milter_service.h"
 #include "services/milter/milter_session.h"
 
@@ -41,6 +42,10 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // Never freed, like the clients below: sessions may still count while main returns.
+  sagator::ServiceStats* stats = sagator::StartServiceStatsOrExit(cfg, service).release();
+  options.stats = stats->registry();
+
   // Never freed: libmilter's connection threads may still call in while main returns.
   sagator::ScannerClient* scanner =
       sagator::NewGrpcScannerClient(target, options.scan_timeout, options.max_message_size)
@@ -64,6 +69,7 @@ int main(int argc, char** argv) {
             << ", scanner-svc at " << target << ", fail_open " << (options.fail_open ? "yes" : "no")
             << ", progress every " << options.progress_interval;
   absl::Status done = milter->Run();
+  stats->Stop();
   if (!done.ok()) {
     LOG(ERROR) << done.message();
     return 1;

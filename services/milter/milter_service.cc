@@ -265,7 +265,7 @@ struct Callbacks {
 };
 
 MilterService::MilterService(MilterOptions options, ScannerClient* scanner, ScannerClient* policy)
-    : options_(std::move(options)), scanner_(scanner), policy_(policy) {}
+    : options_(std::move(options)), scanner_(scanner), policy_(policy), stats_(options_.stats) {}
 
 MilterService::~MilterService() {
   if (g_service == this) g_service = nullptr;

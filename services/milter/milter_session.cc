@@ -264,8 +264,10 @@ MilterReply MilterSession::Recipient(absl::string_view recipient) {
   absl::StatusOr<scanner::v1::PolicyResponse> response = policy_->CheckPolicy(request);
   if (!response.ok()) {
     ++stats_->policy_failures;
+    stats_->gateway.Error("scanner");
     if (options_->fail_open) {
       int64_t n = ++stats_->policy_fail_open;
+      stats_->gateway.FailOpen();
       LOG(WARNING) << "session " << id_ << ": recipient_policy failed for <" << rcpt
                    << ">: " << response.status() << "; fail_open lets it through (" << n
                    << " so far)";
@@ -339,8 +341,26 @@ absl::string_view MilterSession::ReceivedHeader() const {
   return header_done_ ? m.substr(0, header_size_) : m;
 }
 
-void MilterSession::Count(const MilterReply& reply, const FilterDecision* decision) {
+void MilterSession::Count(const MilterReply& reply, const FilterDecision* decision,
+                          int64_t size) {
   ++stats_->messages;
+  common::v1::Outcome outcome = common::v1::TEMPFAIL;
+  switch (reply.action) {
+    case Action::kAccept:
+    case Action::kContinue:
+      outcome = decision != nullptr && decision->code == 251 ? common::v1::FORCED_PASS
+                                                             : common::v1::PASS;
+      break;
+    case Action::kReject:
+      outcome = common::v1::REJECT;
+      break;
+    case Action::kDiscard:
+      outcome = common::v1::DROP;
+      break;
+    case Action::kTempfail:
+      break;
+  }
+  stats_->gateway.Message(outcome, size);
   switch (reply.action) {
     case Action::kAccept:
     case Action::kContinue:
@@ -389,6 +409,7 @@ MilterReply MilterSession::EndOfMessage(const std::function<bool()>& progress) {
     *request.envelope.mutable_received_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
     request.message = std::move(message_);
     ScannerClient* scanner = scanner_;
+    const absl::Time scan_start = absl::Now();
     std::shared_ptr<ScanWorkers::Pending> pending = workers_->Start(
         [scanner, request = std::move(request)] { return ScanAndDecide(*scanner, request); });
     bool mta_gone = false;
@@ -406,13 +427,16 @@ MilterReply MilterSession::EndOfMessage(const std::function<bool()>& progress) {
       note = " error=the MTA stopped taking progress replies";
     } else {
       decision = pending->Take();
+      stats_->gateway.Latency("scan", absl::Now() - scan_start);
       scanned = true;
       if (!decision.scan_status.ok()) {
         ++stats_->scan_failures;
+        stats_->gateway.Error("scanner");
         note = absl::StrCat(" error=", decision.scan_status.ToString());
       }
       if (decision.code == 451 && !decision.scan_status.ok() && options_->fail_open) {
         int64_t n = ++stats_->fail_open;
+        stats_->gateway.FailOpen();
         LOG(WARNING) << "session " << id_ << ": scan failed (" << decision.scan_status
                      << "); fail_open accepts the message unscanned (" << n << " so far)";
         reply = AcceptUnscanned(received_header, decision.text);
@@ -428,7 +452,8 @@ MilterReply MilterSession::EndOfMessage(const std::function<bool()>& progress) {
       }
     }
   }
-  Count(reply, scanned ? &decision : nullptr);
+  Count(reply, scanned ? &decision : nullptr, size);
+  stats_->gateway.Latency("total", absl::Now() - start);
   LOG(INFO) << absl::StrFormat(
       "message session=%d queue_id=%s id=%s client=%s from=<%s> rcpts=%d size=%d action=%s "
       "code=%d level=%.2f detection=%s headers=%d%s elapsed=%.3fs%s",

@@ -38,6 +38,7 @@
 #include "common/scanner_client.h"
 #include "sagator/common/v1/common.pb.h"
 #include "sagator/config/v1/config.pb.h"
+#include "common/stats.h"
 #include "services/milter/milter_decision.h"
 
 namespace sagator::milter {
@@ -72,6 +73,8 @@ struct MilterOptions {
   absl::Duration shutdown_grace = absl::Seconds(5);
   // Listen backlog.
   int backlog = 4096;
+  // Where the gateway's statistics go (stats::GatewayStats); nullptr: nowhere.
+  stats::Registry* stats = nullptr;
 };
 
 // The options of one milter service entry plus the global settings it uses.
@@ -113,6 +116,9 @@ struct MilterCounters {
 
 class MilterStats {
  public:
+  explicit MilterStats(stats::Registry* registry = nullptr) : gateway(registry, "milter") {}
+  // The suite-wide gateway statistics (messages and bytes by outcome, latency, ...).
+  stats::GatewayStats gateway;
 #define SAGATOR_MILTER_FIELD(name, help) std::atomic<int64_t> name{0};
   SAGATOR_MILTER_COUNTERS(SAGATOR_MILTER_FIELD)
 #undef SAGATOR_MILTER_FIELD
@@ -216,7 +222,7 @@ class MilterSession {
   void Append(absl::string_view bytes);
   // The header fields received so far, as lines.
   absl::string_view ReceivedHeader() const;
-  void Count(const MilterReply& reply, const FilterDecision* decision);
+  void Count(const MilterReply& reply, const FilterDecision* decision, int64_t size);
 
   const MilterOptions* options_;
   ScannerClient* scanner_;

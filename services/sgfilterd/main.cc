@@ -13,6 +13,7 @@
 #include "common/config.h"
 #include "common/grpc_server.h"
 #include "common/scanner_client.h"
+#include "common/service_stats.h"
 #include "services/sgfilterd/sgfilterd_server.h"
 
 
@@ -28,6 +29,8 @@ int main(int argc, char** argv) {
   std::string target = sagator::ScannerTargetOrExit(cfg);
   sagator::sgfilterd::SgfilterdOptions options =
       sagator::sgfilterd::OptionsFromConfig(cfg.proto, service.sgfilterd());
+  std::unique_ptr<sagator::ServiceStats> stats = sagator::StartServiceStatsOrExit(cfg, service);
+  options.stats = stats->registry();
   std::unique_ptr<sagator::ScannerClient> scanner = sagator::NewGrpcScannerClient(
       target, sagator::ToDuration(cfg.proto.global().scan_timeout()), options.max_message_size);
 
@@ -49,6 +52,7 @@ int main(int argc, char** argv) {
   int sig = sagator::WaitForTerminationSignal();
   LOG(INFO) << "signal " << sig << ": stopping";
   server.Shutdown();
+  stats->Stop();
   LOG(INFO) << "stopped";
   return 0;
 }

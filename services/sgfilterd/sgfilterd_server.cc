@@ -191,6 +191,7 @@ class SgfilterdServer::Impl {
       if (ec) {
         if (c->timed_out()) {
           ++counters_.timeouts;
+          gw_.Error("timeout");
           LOG(WARNING) << "connection " << c->id << " from " << c->peer << ": timeout after "
                        << parser.recipients() << " recipient(s), "
                        << (parser.state() == SgfilterParser::State::kData
@@ -213,6 +214,7 @@ class SgfilterdServer::Impl {
     c->Disarm();
     if (phase == Phase::kBusy) {
       ++counters_.refused_memory;
+      gw_.Error("memory");
       LOG(WARNING) << "connection " << c->id << " from " << c->peer << ": memory budget of "
                    << opt_.max_buffered_bytes << " bytes is spent; answering 451";
       const std::string line = FormatResultLine(451, 0, "server busy, try later");
@@ -221,6 +223,7 @@ class SgfilterdServer::Impl {
     }
     if (phase == Phase::kTooLarge) {
       ++counters_.too_large;
+      gw_.Error("too_large");
       LOG(WARNING) << "connection " << c->id << " from " << c->peer << ": " << error;
       const std::string line = FormatResultLine(451, 0, error);
       co_await net::ReplyAndClose(c, line, opt_.timeout);
@@ -257,6 +260,8 @@ class SgfilterdServer::Impl {
     }
 
     ++counters_.messages;
+    gw_.MessageWithCode(result.code, size, result.scan_status);
+    gw_.Latency("scan", absl::Seconds(scan_seconds));
     switch (result.code) {
       case 250:
         ++counters_.passed;
@@ -304,6 +309,7 @@ class SgfilterdServer::Impl {
   // `c` and `reason` must outlive the call (the caller awaits it at once).
   awaitable<void> ProtocolError(const std::shared_ptr<Connection>& c, const std::string& reason) {
     ++counters_.protocol_errors;
+    gw_.Error("protocol");
     LOG(WARNING) << "connection " << c->id << " from " << c->peer << ": protocol error: " << reason;
     const std::string line = FormatResultLine(451, 0, "protocol error: " + reason);
     co_await net::ReplyAndClose(c, line, opt_.timeout);
@@ -313,6 +319,7 @@ class SgfilterdServer::Impl {
   ScannerClient* const scanner_;
   net::MemoryBudget budget_;
   Counters counters_;
+  stats::GatewayStats gw_{opt_.stats, "sgfilterd"};
   net::TcpServer server_;
 };
 

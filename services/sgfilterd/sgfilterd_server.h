@@ -26,6 +26,7 @@
 #include "absl/time/time.h"
 #include "sagator/config/v1/config.pb.h"
 #include "common/scanner_client.h"
+#include "common/stats.h"
 
 namespace sagator::sgfilterd {
 
@@ -47,6 +48,8 @@ struct SgfilterdOptions {
   absl::Duration shutdown_grace = absl::Seconds(5);
   // Listen backlog.
   int backlog = 4096;
+  // Where the gateway's statistics go (stats::GatewayStats); nullptr: nowhere.
+  stats::Registry* stats = nullptr;
 };
 
 // The options of one sgfilterd service entry plus the global settings it uses.

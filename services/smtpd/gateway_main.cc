@@ -12,6 +12,7 @@
 #include "common/config.h"
 #include "common/grpc_server.h"
 #include "common/scanner_client.h"
+#include "common/service_stats.h"
 #include "services/smtpd/smtp_gateway.h"
 
 namespace sagator::smtpd {
@@ -39,6 +40,8 @@ int GatewayMain(int argc, char** argv, Dialect dialect) {
   std::unique_ptr<ScannerClient> scanner = NewGrpcScannerClient(
       target, ToDuration(cfg.proto.global().scan_timeout()), options->max_message_size);
 
+  std::unique_ptr<ServiceStats> stats = StartServiceStatsOrExit(cfg, service);
+  options->stats = stats->registry();
   SmtpGateway gateway(*options, scanner.get());
   if (absl::Status s = gateway.Start(); !s.ok()) {
     LOG(ERROR) << s.message();
@@ -58,6 +61,7 @@ int GatewayMain(int argc, char** argv, Dialect dialect) {
   int sig = WaitForTerminationSignal();
   LOG(INFO) << "signal " << sig << ": stopping";
   gateway.Shutdown();
+  stats->Stop();
   GatewayStats st = gateway.stats();
   LOG(INFO) << "stopped after " << st.connections << " connections, " << st.messages
             << " messages (" << st.relayed << " relayed, " << st.rejected << " rejected, "

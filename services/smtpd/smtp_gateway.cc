@@ -210,6 +210,8 @@ class SmtpGateway::Impl {
           return Reply{451, "4.3.0", absl::StrCat("Error: ", ShortScanFailure(p.status()))};
         }
         ++counters_.fail_open;
+        gw_.FailOpen();
+        gw_.Error("scanner");
         LOG(WARNING) << name_ << " conn=" << c.id << " recipient policy failed ("
                      << p.status() << "); fail_open: accepting <" << rcpt << "> unchecked";
       } else {
@@ -258,8 +260,11 @@ class SmtpGateway::Impl {
     std::vector<Reply> out;
     const char* what = "";  // for the log line
     bool relayed = false;
+    int code = d.code;  // what the client's message got, for the statistics
     if (!d.scan_status.ok() && opt_.fail_open) {
       ++counters_.fail_open;
+      gw_.FailOpen();
+      code = 250;
       LOG(WARNING) << name_ << " conn=" << c.id << " scan failed (" << d.scan_status
                    << "); fail_open: relaying unscanned";
       out = hop.Data(request.message, n);
@@ -304,8 +309,15 @@ class SmtpGateway::Impl {
         any_temp |= r.transient();
       }
       if (any_ok) ++counters_.relayed;
-      if (any_temp) ++counters_.relay_failures;
+      if (any_temp) {
+        ++counters_.relay_failures;
+        gw_.Error("relay");
+      }
+      if (!any_ok) code = 451;
     }
+    gw_.MessageWithCode(code, static_cast<int64_t>(request.message.size()), d.scan_status);
+    gw_.Latency("scan", scan_time);
+    gw_.Latency("total", absl::Now() - start);
     LOG(INFO) << absl::StrFormat(
         "%s message id=%s conn=%d client=%s from=<%s> rcpts=%d size=%d level=%.2f detection=%s "
         "action=%s reply=\"%d %s\" scan=%.3fs%s",
@@ -366,6 +378,7 @@ class SmtpGateway::Impl {
       if (ec) {
         if (c->timed_out()) {
           ++counters_.timeouts;
+          gw_.Error("timeout");
           LOG(WARNING) << name_ << " conn=" << c->id << " client=" << c->peer
                        << ": timeout after " << opt_.timeout;
           const std::string line = s.TimeoutReply();
@@ -376,6 +389,7 @@ class SmtpGateway::Impl {
       if (s.in_data() && !refused_data &&
           !reservation.TakeUpTo(static_cast<int64_t>(s.data_bytes() + n + kReadBufferSize))) {
         ++counters_.refused_memory;
+        gw_.Error("memory");
         refused_data = true;
         LOG(WARNING) << name_ << " conn=" << c->id << ": memory budget of " << budget_.limit()
                      << " bytes is spent; answering 452";
@@ -400,6 +414,7 @@ class SmtpGateway::Impl {
   ScannerClient* const scanner_;
   net::MemoryBudget budget_;
   Counters counters_;
+  stats::GatewayStats gw_{opt_.stats, name_};
   net::TcpServer server_;
 };
 

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/scanner_client.h"
+#include "common/stats.h"
 #include "sagator/config/v1/config.pb.h"
 #include "services/smtpd/next_hop.h"
 #include "services/smtpd/smtp_session.h"
@@ -56,6 +57,8 @@ struct GatewayOptions {
   int max_recipients = 1000;
   int64_t max_buffered_bytes = int64_t{256} << 20;
   absl::Duration shutdown_grace = absl::Seconds(5);
+  // Where the gateway's statistics go (stats::GatewayStats); nullptr: nowhere.
+  stats::Registry* stats = nullptr;
 };
 
 // The options of one smtpd or lmtpd service entry plus the global settings it uses.

@@ -9,6 +9,7 @@
 #include "common/config.h"
 #include "common/grpc_server.h"
 #include "common/scanner_client.h"
+#include "common/service_stats.h"
 #include "scanner-svc/chain_set.h"
 #include "scanner-svc/local_policy_client.h"
 #include "services/smtpd_policy/policy_server.h"
@@ -27,10 +28,12 @@ int main(int argc, char** argv) {
       sagator::smtpd_policy::OptionsFromConfig(service.smtpd_policy());
   // Every decision gets policy_timeout as its deadline, so none goes on after the
   // server has answered for it.
+  std::unique_ptr<sagator::ServiceStats> stats = sagator::StartServiceStatsOrExit(cfg, service);
+  options.stats = stats->registry();
   std::string target;
   std::unique_ptr<sagator::ScannerClient> scanner;
   if (service.smtpd_policy().in_process()) {
-    auto chains = sagator::ChainSet::Create(cfg, {options.chain});
+    auto chains = sagator::ChainSet::Create(cfg, {options.chain}, stats->registry());
     if (!chains.ok()) {
       LOG(ERROR) << chains.status().message();
       return 1;
@@ -63,6 +66,7 @@ int main(int argc, char** argv) {
   int sig = sagator::WaitForTerminationSignal();
   LOG(INFO) << "signal " << sig << ": stopping";
   server.Shutdown();
+  stats->Stop();
   sagator::smtpd_policy::PolicyServerStats st = server.stats();
   LOG(INFO) << "stopped after " << st.connections << " connections, " << st.requests
             << " requests (" << st.dunno << " DUNNO, " << st.ok << " OK, " << st.prepend

@@ -166,6 +166,7 @@ class PolicyServer::Impl {
       if (ec) {
         if (c->timed_out()) {
           ++counters_.timeouts;
+          gw_.Error("timeout");
           if (idle) {
             LOG(INFO) << "connection " << c->id << " from " << c->peer << ": idle for "
                       << opt_.timeout << " after " << parser.requests() << " request(s); closing";
@@ -190,6 +191,7 @@ class PolicyServer::Impl {
           // No answer: Postfix logs "malformed response", retries, then applies its
           // default_action.
           ++counters_.protocol_errors;
+          gw_.Error("protocol");
           LOG(WARNING) << "connection " << c->id << " from " << c->peer
                        << ": protocol error: " << ev.error << "; closing without an answer";
           Close(c);
@@ -230,13 +232,19 @@ class PolicyServer::Impl {
       if (response.status().code() == absl::StatusCode::kDeadlineExceeded) {
         ++counters_.policy_timeouts;
       }
-      if (opt_.fail_open) ++counters_.fail_open;
+      gw_.Error("scanner");
+      if (opt_.fail_open) {
+        ++counters_.fail_open;
+        gw_.FailOpen();
+      }
       action = ActionForFailure(response.status(), opt_.fail_open);
       error = response.status().ToString();
       LOG(WARNING) << "connection " << c->id << ": CheckPolicy failed (" << error << "); "
                    << (opt_.fail_open ? "fail_open: answering DUNNO" : "answering DEFER_IF_PERMIT");
     }
     ++counters_.requests;
+    gw_.PolicyAnswer(action.action);
+    gw_.Latency("policy", absl::FromChrono(Clock::now() - start));
     if (action.action == "DUNNO") {
       ++counters_.dunno;
     } else if (action.action == "OK") {
@@ -300,6 +308,7 @@ class PolicyServer::Impl {
   const PolicyServerOptions opt_;
   ScannerClient* const scanner_;
   Counters counters_;
+  stats::GatewayStats gw_{opt_.stats, "smtpd_policy"};
   net::TcpServer server_;
 };
 

@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/scanner_client.h"
+#include "common/stats.h"
 #include "sagator/config/v1/config.pb.h"
 #include "services/smtpd_policy/policy_protocol.h"
 
@@ -56,6 +57,8 @@ struct PolicyServerOptions {
   absl::Duration shutdown_grace = absl::Seconds(5);
   // Listen backlog.
   int backlog = 4096;
+  // Where the gateway's statistics go (stats::GatewayStats); nullptr: nowhere.
+  stats::Registry* stats = nullptr;
 };
 
 // The options of one smtpd_policy service entry.
