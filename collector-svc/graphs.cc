@@ -238,7 +238,7 @@ std::string RenderPage(const Aggregator& agg, Range range, absl::Time now) {
   absl::StrAppend(&out, "<a href=\"/status\">status file</a><a href=\"/metrics\">metrics</a>",
                   "</nav>\n<p>Updated ",
                   absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", now, absl::UTCTimeZone()),
-                  "; one point ", PerWhat(range).substr(4), ".</p>\n");
+                  "; one point ", PerWhat(range), ".</p>\n");
   std::vector<TimeSeries::Point> pts = agg.Points(range, now);
   for (const std::string& name : GraphNames()) {
     Graph g;
