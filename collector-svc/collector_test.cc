@@ -19,6 +19,7 @@
 #include "common/stats.h"
 #include "common/stats_reporter.h"
 #include "gtest/gtest.h"
+#include "tests/harness/subprocess.h"
 
 namespace sagator::collector {
 namespace {
@@ -35,28 +36,10 @@ std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
-// Sends `request` to 127.0.0.1:port and returns everything until the server closes.
-std::string Exchange(int port, const std::string& request) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return "";
-  }
-  if (!request.empty()) (void)!write(fd, request.data(), request.size());
-  std::string out;
-  char buf[8192];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return out;
-}
+using testing::TcpExchange;
 
 std::string HttpGet(int port, const std::string& path) {
-  return Exchange(port, absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  return TcpExchange(port, absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
 }
 
 v1::ReportRequest Batch(const std::string& source) {
@@ -286,11 +269,11 @@ TEST_F(CollectorServerTest, ReporterBatchesArriveExactlyAndEveryEndpointShowsThe
             std::string::npos);
   EXPECT_NE(HttpGet(server.http_port(), "/?range=decade").find("HTTP/1.1 400"), std::string::npos);
   EXPECT_NE(HttpGet(server.http_port(), "/nothing").find("HTTP/1.1 404"), std::string::npos);
-  EXPECT_NE(Exchange(server.http_port(), "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+  EXPECT_NE(TcpExchange(server.http_port(), "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
                                          "Connection: close\r\n\r\n")
                 .find("HTTP/1.1 405"),
             std::string::npos);
-  std::string legacy = Exchange(server.legacy_port(), "");
+  std::string legacy = TcpExchange(server.legacy_port(), "");
   EXPECT_NE(legacy.find("\nVirus-count 100\n"), std::string::npos) << legacy;
   EXPECT_TRUE(absl::EndsWith(legacy, "# end\n"));
   // The status file catches up within an interval.

@@ -42,30 +42,8 @@ std::string Mail(absl::string_view subject, absl::string_view body) {
                       "\n\n", body, "\n");
 }
 
-// Sends `request` to 127.0.0.1:port; everything the server sends until it closes.
-std::string Exchange(int port, const std::string& request) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return "";
-  }
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (!request.empty()) (void)!write(fd, request.data(), request.size());
-  std::string out;
-  char buf[8192];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return out;
-}
-
 std::string HttpGet(int port, const std::string& path) {
-  return Exchange(port, absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: x\r\n\r\n"));
+  return testing::TcpExchange(port, absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: x\r\n\r\n"));
 }
 
 // "key value" lines (the status file's format) as a map.
@@ -307,7 +285,7 @@ TEST_F(CollectorE2eTest, AKnownMixOfMailGivesExactCountsEverywhere) {
   EXPECT_EQ(torn.load(), 0) << "a reader saw a half-written status file";
 
   // The legacy port answers the same text at connect and closes.
-  std::map<std::string, std::string> legacy = ParseStatus(Exchange(legacy_port_, ""));
+  std::map<std::string, std::string> legacy = ParseStatus(testing::TcpExchange(legacy_port_, ""));
   EXPECT_EQ(legacy["Spam-count"], "2");
   EXPECT_EQ(legacy["messages{outcome=\"PASS\",service=\"sgfilterd\"}"], "5");
 

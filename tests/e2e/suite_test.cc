@@ -37,26 +37,7 @@ std::string Mail(absl::string_view subject, absl::string_view body) {
 std::string Sgfilter() { return RunfilePath("services/sgfilterd/sgfilter"); }
 
 // Sends raw protocol bytes and returns everything the server sends back.
-std::string Converse(int port, const std::string& bytes) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return "";
-  }
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  (void)!write(fd, bytes.data(), bytes.size());
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, n);
-  close(fd);
-  return out;
-}
+std::string Converse(int port, const std::string& bytes) { return testing::TcpExchange(port, bytes); }
 
 class SuiteTest : public ::testing::Test {
  protected:

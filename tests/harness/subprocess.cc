@@ -178,6 +178,27 @@ absl::StatusOr<int> WaitForPortFile(const std::string& path, absl::Duration time
   return absl::DeadlineExceededError(absl::StrCat("no port in ", path));
 }
 
+std::string TcpExchange(int port, const std::string& request, absl::Duration timeout) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    return "";
+  }
+  timeval tv = absl::ToTimeval(timeout);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (!request.empty()) (void)!write(fd, request.data(), request.size());
+  std::string out;
+  char buf[8192];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+
 absl::Status WaitForTcpPort(int port, absl::Duration timeout) {
   absl::Time end = absl::Now() + timeout;
   while (absl::Now() < end) {

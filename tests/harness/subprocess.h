@@ -65,6 +65,11 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
 
 // Waits until `path` holds a port number (written by a server's --port_file).
 absl::StatusOr<int> WaitForPortFile(const std::string& path, absl::Duration timeout);
+// Connects to 127.0.0.1:port, sends `request` (nothing when empty) and returns every
+// byte the server sends until it closes or stays silent for `timeout`; "" when the
+// connect fails.
+std::string TcpExchange(int port, const std::string& request,
+                        absl::Duration timeout = absl::Seconds(10));
 // Waits until a TCP connect to 127.0.0.1:port succeeds.
 absl::Status WaitForTcpPort(int port, absl::Duration timeout);
 // A port that was free a moment ago (bind to 0, read, close).
