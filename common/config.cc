@@ -601,6 +601,14 @@ std::string CollectorTarget(const config::v1::Config& config) {
   return "";
 }
 
+std::string QuarantineTarget(const config::v1::Config& config) {
+  if (!config.global().quarantine_target().empty()) return config.global().quarantine_target();
+  for (const auto& s : config.services()) {
+    if (s.has_quarantine()) return absl::StrCat(s.quarantine().host(), ":", s.quarantine().port());
+  }
+  return "";
+}
+
 absl::Duration ToDuration(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }

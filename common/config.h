@@ -59,6 +59,10 @@ std::string ScannerTarget(const config::v1::Config& config);
 // service's host:port, else "" (statistics are not reported).
 std::string CollectorTarget(const config::v1::Config& config);
 
+// The gRPC target of quarantine-svc: global.quarantine_target, else the first
+// quarantine service's host:port, else "".
+std::string QuarantineTarget(const config::v1::Config& config);
+
 // A configured duration (google.protobuf.Duration) as an absl::Duration.
 absl::Duration ToDuration(const google::protobuf::Duration& d);
 

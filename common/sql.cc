@@ -210,9 +210,10 @@ class SqliteTransaction : public Transaction {
 
 class SqliteDatabase : public Database {
  public:
-  SqliteDatabase(std::string path, absl::Duration busy_timeout)
+  SqliteDatabase(std::string path, absl::Duration busy_timeout, bool durable)
       : path_(std::move(path)),
         busy_ms_(static_cast<int>(absl::ToInt64Milliseconds(busy_timeout))),
+        durable_(durable),
         // SQLite serializes writers anyway; the cap bounds open files.
         pool_(64, [this] { return Connect(); }) {}
 
@@ -231,11 +232,14 @@ class SqliteDatabase : public Database {
     auto c = std::make_unique<SqliteConnection>(db);
     sqlite3_busy_timeout(db, busy_ms_);
     // WAL: readers never wait for the writer; NORMAL sync is durable across
-    // process crashes (a power loss may lose the last commits, never corrupt).
+    // process crashes (a power loss may lose the last commits, never corrupt);
+    // FULL (durable) also syncs the WAL at every commit, for data that exists
+    // nowhere else once the caller was told it is stored (the quarantine).
     // Switching to WAL takes an exclusive lock without waiting in the busy handler,
     // so processes opening a new file at once retry within busy_timeout.
     absl::Time give_up = absl::Now() + absl::Milliseconds(busy_ms_);
-    for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"}) {
+    for (const char* pragma : {"PRAGMA journal_mode=WAL", durable_ ? "PRAGMA synchronous=FULL"
+                                                                   : "PRAGMA synchronous=NORMAL"}) {
       absl::Status s = c->Exec(pragma);
       while (s.code() == absl::StatusCode::kUnavailable && absl::Now() < give_up) {
         absl::SleepFor(absl::Milliseconds(10));
@@ -273,6 +277,7 @@ class SqliteDatabase : public Database {
  private:
   const std::string path_;
   const int busy_ms_;
+  const bool durable_;
   Pool<SqliteConnection> pool_;
 };
 
@@ -424,8 +429,8 @@ class PostgresqlDatabase : public Database {
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<Database>> OpenSqlite(const std::string& path,
-                                                     absl::Duration busy_timeout) {
-  auto db = std::make_shared<SqliteDatabase>(path, busy_timeout);
+                                                     absl::Duration busy_timeout, bool durable) {
+  auto db = std::make_shared<SqliteDatabase>(path, busy_timeout, durable);
   // Open one connection now, so a bad path fails at start.
   absl::StatusOr<Rows> probe = db->Query("SELECT 1", {});
   if (!probe.ok()) return probe.status();
@@ -441,7 +446,7 @@ absl::StatusOr<std::shared_ptr<Database>> OpenPostgresql(const std::string& conn
 }
 
 absl::StatusOr<std::shared_ptr<Database>> Open(const config::v1::Database& spec,
-                                               const std::string& base_dir) {
+                                               const std::string& base_dir, bool durable) {
   switch (spec.kind_case()) {
     case config::v1::Database::kSqlite: {
       std::string path = spec.sqlite().path();
@@ -449,7 +454,7 @@ absl::StatusOr<std::shared_ptr<Database>> Open(const config::v1::Database& spec,
         path = absl::StrCat(base_dir, "/", path);
       }
       const auto& t = spec.sqlite().busy_timeout();
-      return OpenSqlite(path, ToDuration(t));
+      return OpenSqlite(path, ToDuration(t), durable);
     }
     case config::v1::Database::kPostgresql:
       return OpenPostgresql(spec.postgresql().conninfo(), spec.postgresql().pool_size());

@@ -98,13 +98,17 @@ class Database {
 };
 
 // Opens the database the configuration describes; `base_dir` resolves a relative
-// SQLite path. Connects once, so a wrong conninfo fails here.
+// SQLite path. Connects once, so a wrong conninfo fails here. `durable`: every commit
+// survives a power loss (SQLite synchronous=FULL; PostgreSQL commits are synchronous
+// already), for data that exists nowhere else once stored.
 absl::StatusOr<std::shared_ptr<Database>> Open(const config::v1::Database& spec,
-                                               const std::string& base_dir);
+                                               const std::string& base_dir,
+                                               bool durable = false);
 
 // Convenience for tests and tools.
 absl::StatusOr<std::shared_ptr<Database>> OpenSqlite(const std::string& path,
-                                                     absl::Duration busy_timeout);
+                                                     absl::Duration busy_timeout,
+                                                     bool durable = false);
 absl::StatusOr<std::shared_ptr<Database>> OpenPostgresql(const std::string& conninfo,
                                                          int pool_size);
 

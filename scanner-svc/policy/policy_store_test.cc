@@ -9,14 +9,12 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "tests/harness/postgres.h"
+#include "tests/harness/fresh_database.h"
 
 namespace sagator::policy {
 namespace {
 
 using State = GreylistDecision::State;
-
-int counter = 0;
 
 class PolicyStoreTest : public ::testing::TestWithParam<sql::Backend> {
  protected:
@@ -24,24 +22,10 @@ class PolicyStoreTest : public ::testing::TestWithParam<sql::Backend> {
 
   // A store on a fresh database (a new SQLite file, a new PostgreSQL database).
   std::unique_ptr<PolicyStore> OpenFresh() {
-    absl::StatusOr<std::shared_ptr<sql::Database>> db;
-    if (GetParam() == sql::Backend::kSqlite) {
-      db = sql::OpenSqlite(absl::StrCat(std::getenv("TEST_TMPDIR"), "/p", ++counter, ".db"),
-                           absl::Seconds(5));
-    } else {
-      harness::PostgresInstance* pg = harness::SharedPostgresForTests();
-      if (pg == nullptr) return nullptr;
-      std::string name = absl::StrCat("p", ++counter);
-      auto admin = sql::OpenPostgresql(pg->ConnInfoFor("postgres"), 1);
-      EXPECT_TRUE(admin.ok()) << admin.status();
-      if (!admin.ok()) return nullptr;
-      EXPECT_TRUE((*admin)->Query(absl::StrCat("CREATE DATABASE ", name), {}).ok());
-      db = sql::OpenPostgresql(pg->ConnInfoFor(name), 8);
-    }
-    EXPECT_TRUE(db.ok()) << db.status();
-    if (!db.ok()) return nullptr;
-    db_ = *db;
-    auto s = PolicyStore::Open(*db);
+    std::shared_ptr<sql::Database> db = harness::FreshDatabase(GetParam());
+    if (db == nullptr) return nullptr;
+    db_ = db;
+    auto s = PolicyStore::Open(db);
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? *std::move(s) : nullptr;
   }
@@ -232,7 +216,7 @@ TEST_P(PolicyStoreTest, AddRenewsRemoveReportsAndRecordsAreSearchable) {
 INSTANTIATE_TEST_SUITE_P(Backends, PolicyStoreTest,
                          ::testing::Values(sql::Backend::kSqlite, sql::Backend::kPostgresql),
                          [](const auto& info) {
-                           return info.param == sql::Backend::kSqlite ? "Sqlite" : "Postgresql";
+                           return harness::BackendName(info.param);
                          });
 
 TEST(ListValues, AreCheckedAndCanonicalized) {

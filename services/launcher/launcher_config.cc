@@ -33,6 +33,7 @@ constexpr KindBinary kServiceBinaries[] = {
     {Service::kMilter, "milter"},
     {Service::kSmtpdPolicy, "smtpd_policy"},
     {Service::kCollector, "collector-svc"},
+    {Service::kQuarantine, "quarantine-svc"},
 };
 
 
