@@ -60,15 +60,38 @@ std::vector<char*> InitFlagsAndLogging(int argc, char** argv, absl::string_view 
   return positional;
 }
 
-LoadedConfig InitBinary(int argc, char** argv, absl::string_view usage,
-                        std::vector<char*>* positional) {
-  std::vector<char*> args = InitFlagsAndLogging(argc, argv, usage);
-  if (positional != nullptr) *positional = args;
+std::string ConfigPathFromFlags() {
   std::string path = absl::GetFlag(FLAGS_config);
   if (path.empty()) {
     const char* env = std::getenv("SAGATOR_CONFIG");
     path = env != nullptr && *env ? env : "/etc/sagator/sagator.yaml";
   }
+  return path;
+}
+
+std::string ToolTargetOrExit(const std::string& flag_target,
+                             std::string (*from_config)(const config::v1::Config&),
+                             absl::string_view what) {
+  if (!flag_target.empty()) return flag_target;
+  std::string path = ConfigPathFromFlags();
+  absl::StatusOr<LoadedConfig> cfg = LoadConfigFile(path);
+  if (!cfg.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(cfg.status().message()).c_str());
+    std::exit(2);
+  }
+  std::string target = from_config(cfg->proto);
+  if (target.empty()) {
+    std::fprintf(stderr, "%s: %s\n", path.c_str(), std::string(what).c_str());
+    std::exit(2);
+  }
+  return target;
+}
+
+LoadedConfig InitBinary(int argc, char** argv, absl::string_view usage,
+                        std::vector<char*>* positional) {
+  std::vector<char*> args = InitFlagsAndLogging(argc, argv, usage);
+  if (positional != nullptr) *positional = args;
+  std::string path = ConfigPathFromFlags();
   absl::StatusOr<LoadedConfig> cfg = LoadConfigFile(path);
   if (!cfg.ok()) {
     std::fprintf(stderr, "%s\n", std::string(cfg.status().message()).c_str());

@@ -29,6 +29,16 @@ namespace sagator {
 // (argv[0] first). Does not load a configuration.
 std::vector<char*> InitFlagsAndLogging(int argc, char** argv, absl::string_view usage);
 
+// --config, else $SAGATOR_CONFIG, else /etc/sagator/sagator.yaml.
+std::string ConfigPathFromFlags();
+
+// For command-line tools: `flag_target` (their --target) when given, else the target
+// `from_config` finds in the configuration file (e.g. CollectorTarget). Prints the
+// error, or `what` when the file names no target, and exits 2.
+std::string ToolTargetOrExit(const std::string& flag_target,
+                             std::string (*from_config)(const config::v1::Config&),
+                             absl::string_view what);
+
 // InitFlagsAndLogging, then loads --config. Exits 2 with the error when the file is
 // invalid, and exits 0 after --check-config. `positional` receives the positional
 // arguments when not null.

@@ -48,6 +48,23 @@ TEST(ConfigLoader, ExampleConfigHasTheDocumentedShape) {
   ASSERT_TRUE(sg.ok());
   EXPECT_EQ((*sg)->sgfilterd().scanners(), "default");
   EXPECT_EQ(ScannerTarget(c->proto), "127.0.0.1:7290");
+  EXPECT_EQ(QuarantineTarget(c->proto), "127.0.0.1:7293");
+}
+
+TEST(ConfigLoader, QuarantineServiceDefaultsAndTarget) {
+  auto c = Load(
+      "databases: {default: {sqlite: {path: q.db}}}\n"
+      "services:\n  - quarantine: {}\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const auto& q = c->proto.services(0).quarantine();
+  EXPECT_EQ(q.port(), 7293);
+  EXPECT_EQ(q.db(), "default");
+  EXPECT_EQ(q.relay(), "127.0.0.1:10025");
+  EXPECT_EQ(q.retention().seconds(), 30 * 86400);
+  EXPECT_EQ(QuarantineTarget(c->proto), "127.0.0.1:7293");
+  c = Load("global: {quarantine_target: \"q:1\"}\nservices:\n  - quarantine: {}\n");
+  ASSERT_FALSE(c.ok());  // the database `default` it names is not configured
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("default"));
 }
 
 TEST(ConfigLoader, AppliesSchemaDefaults) {

@@ -150,7 +150,9 @@ grpc::Status QuarantineServiceImpl::Release(grpc::ServerContext*,
     r.set_code(replies[i].code);
     r.set_text(ValidUtf8(absl::StrCat(replies[i].enhanced, replies[i].enhanced.empty() ? "" : " ",
                                       replies[i].text)));
-    r.mutable_released_at()->set_seconds(absl::ToUnixSeconds(now));
+    int64_t micros = absl::ToUnixMicros(now);
+    r.mutable_released_at()->set_seconds(micros / 1000000);
+    r.mutable_released_at()->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
     r.set_released_by(request->released_by());
     all = all && replies[i].positive();
     any_transient = any_transient || replies[i].transient();

@@ -57,6 +57,7 @@ const std::vector<std::string>& Migrations() {
       "CREATE TABLE quarantine_releases ("
       " entry_id TEXT NOT NULL,"
       " released_at BIGINT NOT NULL,"
+      " seq BIGINT NOT NULL,"  // order within one release
       " recipient TEXT NOT NULL,"
       " code BIGINT NOT NULL,"
       " text TEXT NOT NULL,"
@@ -354,7 +355,7 @@ absl::Status QuarantineStore::AddDetails(std::vector<v1::Entry*> entries) const 
   auto releases = db_->Query(
       absl::StrCat("SELECT entry_id, recipient, code, text, released_at, released_by"
                    " FROM quarantine_releases WHERE entry_id IN (", in,
-                   ") ORDER BY entry_id, released_at"),
+                   ") ORDER BY entry_id, released_at, seq"),
       ids);
   if (!releases.ok()) return releases.status();
   for (const sql::Row& row : *releases) {
@@ -390,12 +391,13 @@ absl::StatusOr<v1::Entry> QuarantineStore::Get(absl::string_view id, std::string
 absl::Status QuarantineStore::RecordReleases(absl::string_view id,
                                              const std::vector<v1::ReleaseRecord>& records) {
   return db_->RunTransaction([&](sql::Transaction& tx) -> absl::Status {
-    for (const v1::ReleaseRecord& r : records) {
+    for (size_t i = 0; i < records.size(); ++i) {
+      const v1::ReleaseRecord& r = records[i];
       auto q = tx.Query(
-          "INSERT INTO quarantine_releases (entry_id, released_at, recipient, code, text,"
-          " released_by) VALUES ($1, $2, $3, $4, $5, $6)",
-          {id, TimestampMicros(r.released_at()), r.recipient(), static_cast<int64_t>(r.code()),
-           r.text(), r.released_by()});
+          "INSERT INTO quarantine_releases (entry_id, released_at, seq, recipient, code, text,"
+          " released_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+          {id, TimestampMicros(r.released_at()), static_cast<int64_t>(i), r.recipient(),
+           static_cast<int64_t>(r.code()), r.text(), r.released_by()});
       if (!q.ok()) return q.status();
     }
     return absl::OkStatus();

@@ -18,6 +18,7 @@
 #include "scanner-svc/scanners/libclam.h"
 #include "scanner-svc/scanners/parsemail.h"
 #include "scanner-svc/scanners/policy.h"
+#include "scanner-svc/scanners/quarantine.h"
 
 namespace sagator {
 namespace {
@@ -273,6 +274,23 @@ class TreeBuilder {
         return ScannerPtr(std::make_unique<engine::CountDetections>(spec.status().prefix(),
                                                                     registry_, *std::move(inner)));
       }
+      case ScannerSpec::kQuarantine: {
+        auto inner =
+            BuildInner(spec.quarantine().scanners(), absl::StrCat(path, ".quarantine"));
+        if (!inner.ok()) return inner.status();
+        std::string target = QuarantineTarget(config_.proto);
+        if (target.empty()) {
+          return with_path(absl::InvalidArgumentError(
+              "needs quarantine-svc: configure a quarantine service or "
+              "global.quarantine_target"));
+        }
+        absl::Duration timeout = ToDuration(spec.quarantine().timeout());
+        auto& sink = quarantine_sinks_[absl::StrCat(target, "|", absl::FormatDuration(timeout))];
+        if (sink == nullptr) {
+          sink = std::make_shared<scanners::QuarantineClient>(target, timeout);
+        }
+        return ScannerPtr(std::make_unique<engine::Quarantine>(sink, *std::move(inner)));
+      }
       case ScannerSpec::kChain: {
         absl::Status s = BuildChain(spec.chain());
         if (!s.ok()) return s;
@@ -291,6 +309,7 @@ class TreeBuilder {
   std::set<std::string> building_;
   std::map<std::string, std::shared_ptr<scanners::ClamEngine>> engines_;
   std::map<std::string, std::shared_ptr<policy::PolicyStore>> stores_;
+  std::map<std::string, std::shared_ptr<const engine::QuarantineSink>> quarantine_sinks_;
 };
 
 std::string ReplyText(const ChainVerdict& v) {
@@ -377,7 +396,7 @@ ChainVerdict ChainSet::Finish(const engine::Scanner& chain, ChainVerdict v,
     if (v.reply_text.empty()) v.reply_text = ReplyText(v);
     return v;
   }
-  v.sagator_id = NewSagatorId(hostname_, absl::Now());
+  if (v.sagator_id.empty()) v.sagator_id = NewSagatorId(hostname_, absl::Now());
   std::vector<engine::HeaderEdit> edits = {
       {engine::HeaderEdit::Kind::kAdd, "X-Sagator-ID", v.sagator_id},
       {engine::HeaderEdit::Kind::kAdd, "X-Sagator-Scanner",
@@ -435,7 +454,38 @@ absl::StatusOr<ChainVerdict> ChainSet::RunChain(absl::string_view chain,
   }
   v.edits = ctx.header_edits();
   v.rewritten = ctx.rewritten();
+  if (content && v.error.ok() && !ctx.quarantine_requests().empty()) {
+    StoreInQuarantine(ctx, &v);
+  }
   return Finish(*it->second, std::move(v), content);
+}
+
+void ChainSet::StoreInQuarantine(const engine::ScanContext& ctx, ChainVerdict* v) const {
+  // The decided outcome goes with the message; a chain that found nothing to decide
+  // on (the detection was overruled) still keeps the copy it asked for.
+  ChainVerdict decided = *v;
+  decided.outcome = v->outcome == common::v1::OUTCOME_UNSPECIFIED ? common::v1::PASS : v->outcome;
+  v->sagator_id = NewSagatorId(hostname_, absl::Now());
+  // One copy per message, described by the first detection that asked.
+  const engine::QuarantineRequest& request = ctx.quarantine_requests().front();
+  engine::QuarantineItem item;
+  item.message = ctx.message();
+  item.envelope = &ctx.envelope();
+  item.result = &request.result;
+  item.outcome = decided.outcome;
+  item.sagator_id = v->sagator_id;
+  item.deadline = ctx.deadline();
+  absl::StatusOr<std::string> id = request.sink->Store(item);
+  if (!id.ok()) {
+    // Mail that was to be dropped into quarantine must not be lost: the MTA retries.
+    v->error = absl::Status(id.status().code(),
+                            absl::StrCat("quarantine: ", id.status().message()));
+    v->result.output = std::string(v->error.message());
+    v->outcome = common::v1::OUTCOME_UNSPECIFIED;
+    v->reply_text.clear();
+    return;
+  }
+  v->quarantine_id = *id;
 }
 
 absl::StatusOr<ChainVerdict> ChainSet::TooLarge(absl::string_view chain, int64_t size) const {

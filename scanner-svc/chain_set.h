@@ -45,6 +45,8 @@ struct ChainVerdict {
   // those of the scanners.
   std::vector<engine::HeaderEdit> edits;
   std::string sagator_id;
+  // Set when a quarantine scanner stored the message.
+  std::string quarantine_id;
   std::optional<std::string> rewritten;
   // Text that follows the status code towards the MTA.
   std::string reply_text;
@@ -95,6 +97,9 @@ class ChainSet {
                                         engine::MessageEnvelope envelope, absl::Time deadline,
                                         std::function<bool()> cancelled, bool content) const;
   // Maps the result to the outcome; `content` adds the X-Sagator headers.
+  // Stores the message for the context's first quarantine request; a failure
+  // becomes the verdict's error (TEMPFAIL).
+  void StoreInQuarantine(const engine::ScanContext& ctx, ChainVerdict* v) const;
   ChainVerdict Finish(const engine::Scanner& chain, ChainVerdict v, bool content) const;
 
   std::unique_ptr<stats::Registry> own_registry_;

@@ -51,6 +51,7 @@ scanner::v1::Verdict ToProto(const ChainVerdict& v) {
     h->set_value(e.value);
   }
   out.set_sagator_id(v.sagator_id);
+  out.set_quarantine_id(v.quarantine_id);
   out.set_message_rewritten(v.rewritten.has_value());
   out.set_not_scanned(v.result.not_scanned);
   out.set_reply_text(v.reply_text);

@@ -9,12 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
-bazel build //scanner-svc //services/sgfilterd:all //services/smtpd //services/lmtpd //services/milter //services/smtpd_policy //services/launcher:sagator //collector-svc //tools/sgstat
+bazel build //scanner-svc //services/sgfilterd:all //services/smtpd //services/lmtpd //services/milter //services/smtpd_policy //services/launcher:sagator //collector-svc //quarantine-svc //tools/sgstat //tools/sqback
 
 config=deploy/config/sagator.yaml
 if [ "${1:-}" = "--config" ] && [ -n "${2:-}" ]; then config=$2; fi
 mkdir -p run
-bin_path="$PWD/bazel-bin/scanner-svc:$PWD/bazel-bin/services/sgfilterd:$PWD/bazel-bin/services/smtpd:$PWD/bazel-bin/services/lmtpd:$PWD/bazel-bin/services/milter:$PWD/bazel-bin/services/smtpd_policy:$PWD/bazel-bin/collector-svc"
+bin_path="$PWD/bazel-bin/scanner-svc:$PWD/bazel-bin/services/sgfilterd:$PWD/bazel-bin/services/smtpd:$PWD/bazel-bin/services/lmtpd:$PWD/bazel-bin/services/milter:$PWD/bazel-bin/services/smtpd_policy:$PWD/bazel-bin/collector-svc:$PWD/bazel-bin/quarantine-svc"
 
 cat <<MSG
 
@@ -23,6 +23,7 @@ When "listening" lines appear, send test messages from another terminal:
 
   scripts/send-test-message.sh clean    # expect: 250 0.00 OK, X-Sagator headers added
   scripts/send-test-message.sh eicar    # expect: 550 1.00 Eicar-Test-Signature.UNOFFICIAL
+  bazel-bin/tools/sqback/sqback --config $config --list   # the EICAR copy in quarantine
 
 or pipe any message through the sgfilter client:
 

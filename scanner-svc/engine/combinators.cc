@@ -205,6 +205,18 @@ std::string CountDetections::Describe() const {
   return absl::StrCat("status(", inner_->Describe(), ")");
 }
 
+absl::StatusOr<ScanResult> Quarantine::Scan(ScanContext& ctx) const {
+  absl::StatusOr<ScanResult> r = inner_->Scan(ctx);
+  if (!r.ok()) return r;
+  ScanResult out = Wrap(*std::move(r), "quarantine");
+  if (out.detected()) ctx.RequestQuarantine({sink_.get(), out});
+  return out;
+}
+
+std::string Quarantine::Describe() const {
+  return absl::StrCat("quarantine(", inner_->Describe(), ")");
+}
+
 CountScans::CountScans(std::string kind, stats::Registry* registry, ScannerPtr inner)
     : clean_(registry->GetCounter("scans", {{"scanner", kind}, {"result", "clean"}})),
       detected_(registry->GetCounter("scans", {{"scanner", kind}, {"result", "detected"}})),

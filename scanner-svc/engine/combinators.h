@@ -130,6 +130,21 @@ class CountDetections final : public Scanner {
   ScannerPtr inner_;
 };
 
+// quarantine(scanners): when the inner scanners detect, asks the chain runner to
+// store the message in `sink` once the chain has decided. The result passes through
+// unchanged (with the path "quarantine(...)").
+class Quarantine final : public Scanner {
+ public:
+  Quarantine(std::shared_ptr<const QuarantineSink> sink, ScannerPtr inner)
+      : sink_(std::move(sink)), inner_(std::move(inner)) {}
+  absl::StatusOr<ScanResult> Scan(ScanContext& ctx) const override;
+  std::string Describe() const override;
+
+ private:
+  std::shared_ptr<const QuarantineSink> sink_;
+  ScannerPtr inner_;
+};
+
 // Counts the runs of one realscanner in the stat scans{scanner, result} with result
 // clean, detected or error; the scanner's result passes through unchanged.
 class CountScans final : public Scanner {

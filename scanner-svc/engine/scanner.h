@@ -83,6 +83,33 @@ struct PartInfo {
   int depth = 0;
 };
 
+// What a quarantine scanner hands to its store once the chain has decided.
+struct QuarantineItem {
+  absl::string_view message;
+  const MessageEnvelope* envelope = nullptr;
+  // The detection that asked for the quarantine.
+  const ScanResult* result = nullptr;
+  // The chain's outcome (a sagator.common.v1.Outcome value).
+  int outcome = 0;
+  std::string sagator_id;
+  absl::Time deadline;
+};
+
+// Where quarantined messages go (quarantine-svc over gRPC; a fake in tests).
+// Thread-safe.
+class QuarantineSink {
+ public:
+  virtual ~QuarantineSink() = default;
+  // Stores the message durably and returns its quarantine id.
+  virtual absl::StatusOr<std::string> Store(const QuarantineItem& item) const = 0;
+};
+
+// A quarantine asked for by a scanner during the scan.
+struct QuarantineRequest {
+  const QuarantineSink* sink = nullptr;
+  ScanResult result;
+};
+
 // Per-message state of one scan. Not thread-safe: one scan, one thread.
 class ScanContext {
  public:
@@ -107,6 +134,7 @@ class ScanContext {
     defer_ = defer_ || child.defer_;
     if (reply_text_.empty()) reply_text_ = child.reply_text_;
     edits_.insert(edits_.end(), child.edits_.begin(), child.edits_.end());
+    quarantine_.insert(quarantine_.end(), child.quarantine_.begin(), child.quarantine_.end());
   }
   // The part this context scans; nullopt for the whole message.
   const std::optional<PartInfo>& part() const { return part_; }
@@ -137,6 +165,11 @@ class ScanContext {
   void set_reply_text(std::string text) { reply_text_ = std::move(text); }
   const std::string& reply_text() const { return reply_text_; }
 
+  // Set by quarantine(): the whole message is stored once the chain has decided
+  // (with the final outcome), by the chain runner.
+  void RequestQuarantine(QuarantineRequest request) { quarantine_.push_back(std::move(request)); }
+  const std::vector<QuarantineRequest>& quarantine_requests() const { return quarantine_; }
+
   void AddHeaderEdit(HeaderEdit edit) { edits_.push_back(std::move(edit)); }
   const std::vector<HeaderEdit>& header_edits() const { return edits_; }
 
@@ -154,6 +187,7 @@ class ScanContext {
   bool defer_ = false;
   std::string reply_text_;
   std::vector<HeaderEdit> edits_;
+  std::vector<QuarantineRequest> quarantine_;
   std::optional<std::string> rewritten_;
   std::optional<PartInfo> part_;
 };

@@ -34,25 +34,9 @@ constexpr char kUsage[] =
 
 int main(int argc, char** argv) {
   sagator::InitFlagsAndLogging(argc, argv, kUsage);
-  std::string target = absl::GetFlag(FLAGS_target);
-  if (target.empty()) {
-    std::string path = absl::GetFlag(FLAGS_config);
-    if (path.empty()) {
-      const char* env = std::getenv("SAGATOR_CONFIG");
-      path = env != nullptr && *env ? env : "/etc/sagator/sagator.yaml";
-    }
-    absl::StatusOr<sagator::LoadedConfig> cfg = sagator::LoadConfigFile(path);
-    if (!cfg.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(cfg.status().message()).c_str());
-      return 2;
-    }
-    target = sagator::CollectorTarget(cfg->proto);
-    if (target.empty()) {
-      std::fprintf(stderr, "%s: no collector service and no global.collector_target\n",
-                   path.c_str());
-      return 2;
-    }
-  }
+  std::string target = sagator::ToolTargetOrExit(
+      absl::GetFlag(FLAGS_target), sagator::CollectorTarget,
+      "no collector service and no global.collector_target");
   std::string format = absl::GetFlag(FLAGS_format);
   if (format != "text" && format != "prometheus") {
     std::fprintf(stderr, "--format must be text or prometheus\n");

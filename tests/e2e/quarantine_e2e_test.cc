@@ -1,0 +1,185 @@
+// The quarantine end to end, across real processes: an EICAR message sent with the
+// sgfilter client through sgfilterd and scanner-svc (libclamav with the project's
+// signatures) is dropped into quarantine-svc (SQLite); sqback lists it, prints it
+// byte for byte, and releases it to Postfix's smtp-sink, to the original recipients
+// and to an override; a release while the relay is down exits 75 (try again).
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/harness/postfix.h"
+#include "tests/harness/subprocess.h"
+#include "tests/harness/test_mail.h"
+
+namespace sagator {
+namespace {
+
+using ::sagator::testing::RunfilePath;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+std::string InfectedMessage() {
+  return absl::StrCat(
+      "From: Mallory <mallory@example.org>\n"
+      "To: bob@example.net\n"
+      "Subject: =?UTF-8?Q?Faktura_=C4=8D=2E_42?=\n"
+      "\n",
+      ::sagator::testing::kEicar, "\n");
+}
+
+class QuarantineE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::MakeTempDir("quarantine-e2e");
+    ASSERT_TRUE(sink_.Start().ok());
+    int qport = testing::PickFreePort();
+    config_ = dir_ + "/sagator.yaml";
+    testing::WriteFile(
+        config_,
+        absl::StrCat("global: {hostname: q.example, state_dir: run}\n"
+                     "databases:\n"
+                     "  default: {sqlite: {path: quarantine.db}}\n"
+                     "chains:\n"
+                     "  default:\n"
+                     "    - drop:\n"
+                     "        pattern: \".\"\n"
+                     "        scanners:\n"
+                     "          - quarantine: {scanners: [{libclam: {database: [",
+                     RunfilePath("data/clamav"), "]}}]}\n"
+                     "services:\n"
+                     "  - quarantine: {port: ", qport, ", relay: '127.0.0.1:", sink_.port(),
+                     "', relay_timeout: 10s}\n"
+                     "  - scanner_svc: {port: 0}\n"
+                     "  - sgfilterd: {scanners: default, port: 0}\n"));
+    quarantine_ = Start({RunfilePath("quarantine-svc/quarantine-svc"), "--config", config_,
+                         "--port_file", dir_ + "/quarantine.port"},
+                        "quarantine");
+    scanner_ = Start({RunfilePath("scanner-svc/scanner-svc"), "--config", config_, "--port_file",
+                      dir_ + "/scanner.port"},
+                     "scanner");
+    auto qp = testing::WaitForPortFile(dir_ + "/quarantine.port", absl::Seconds(30));
+    auto sp = testing::WaitForPortFile(dir_ + "/scanner.port", absl::Seconds(60));
+    ASSERT_TRUE(qp.ok() && sp.ok());
+    std::string gw = dir_ + "/gateway.yaml";
+    std::string text = testing::ReadFile(config_);
+    text.replace(text.find("state_dir: run"), strlen("state_dir: run"),
+                 absl::StrCat("state_dir: run, scanner_target: '127.0.0.1:", *sp, "'"));
+    testing::WriteFile(gw, text);
+    sgfilterd_ = Start({RunfilePath("services/sgfilterd/sgfilterd"), "--config", gw,
+                        "--port_file", dir_ + "/sgfilterd.port"},
+                       "sgfilterd");
+    auto gp = testing::WaitForPortFile(dir_ + "/sgfilterd.port", absl::Seconds(30));
+    ASSERT_TRUE(gp.ok());
+    sgfilterd_port_ = *gp;
+  }
+
+  void TearDown() override {
+    for (auto* p : {&sgfilterd_, &scanner_, &quarantine_}) {
+      if (*p != nullptr) (*p)->Stop();
+      p->reset();
+    }
+  }
+
+  std::unique_ptr<testing::Subprocess> Start(std::vector<std::string> argv,
+                                             const std::string& name) {
+    auto p = std::make_unique<testing::Subprocess>(std::move(argv));
+    p->RedirectOutput(absl::StrCat(dir_, "/", name, ".log"));
+    EXPECT_TRUE(p->Start().ok());
+    return p;
+  }
+
+  testing::CommandResult Sqback(std::vector<std::string> args) {
+    std::vector<std::string> argv = {RunfilePath("tools/sqback/sqback"), "--config", config_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testing::RunCommand(argv, "");
+  }
+
+  std::string dir_;
+  std::string config_;
+  harness::SmtpSink sink_;
+  std::unique_ptr<testing::Subprocess> quarantine_, scanner_, sgfilterd_;
+  int sgfilterd_port_ = 0;
+};
+
+TEST_F(QuarantineE2eTest, EicarIsQuarantinedListedAndReleased) {
+  std::string message = InfectedMessage();
+  testing::CommandResult sent = testing::RunCommand(
+      {RunfilePath("services/sgfilterd/sgfilter"), "--port", absl::StrCat(sgfilterd_port_), "-c",
+       "--sender", "mallory@example.org", "--recipient", "bob@example.net", "--recipient",
+       "carol@example.net"},
+      message);
+  EXPECT_EQ(sent.exit_code, 1) << sent.err;  // detected
+
+  testing::CommandResult list = Sqback({"--list"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  std::vector<std::string> lines = absl::StrSplit(list.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 1u) << list.out;
+  EXPECT_THAT(lines[0], HasSubstr("Eicar"));
+  EXPECT_THAT(lines[0], HasSubstr("mallory@example.org -> bob@example.net,carol@example.net"));
+  EXPECT_THAT(lines[0], HasSubstr("Faktura \xc4\x8d. 42"));
+  std::string id = lines[0].substr(0, lines[0].find(' '));
+  ASSERT_TRUE(absl::StartsWith(id, "qm-")) << lines[0];
+
+  // Searches narrow as asked.
+  EXPECT_THAT(Sqback({"--list", "--recipient", "carol@example.net"}).out, HasSubstr(id));
+  EXPECT_EQ(Sqback({"--list", "--recipient", "nobody@example.net"}).out, "");
+  EXPECT_THAT(Sqback({"--list", "--detection", "eicar"}).out, HasSubstr(id));
+
+  testing::CommandResult got = Sqback({"--get", id});
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_EQ(got.out, message);
+
+  testing::CommandResult released = Sqback({"--to", "admin@example.net", id});
+  EXPECT_EQ(released.exit_code, 0) << released.out << released.err;
+  EXPECT_THAT(released.out, HasSubstr("admin@example.net: 250"));
+  released = Sqback({id});
+  EXPECT_EQ(released.exit_code, 0) << released.out << released.err;
+
+  auto delivered = sink_.WaitForMessages(2, absl::Seconds(15));
+  ASSERT_EQ(delivered.size(), 2u);
+  if (delivered[0].recipients.size() != 1) std::swap(delivered[0], delivered[1]);
+  EXPECT_THAT(delivered[0].recipients, ElementsAre("admin@example.net"));
+  EXPECT_THAT(delivered[1].recipients, ElementsAre("bob@example.net", "carol@example.net"));
+  EXPECT_EQ(delivered[1].sender, "mallory@example.org");
+  EXPECT_THAT(delivered[1].message, HasSubstr(::sagator::testing::kEicar));
+
+  // The history shows both releases.
+  list = Sqback({"--list"});
+  EXPECT_THAT(list.out, HasSubstr("by sqback to admin@example.net: 250"));
+  EXPECT_THAT(list.out, HasSubstr("by sqback to carol@example.net: 250"));
+
+  // With the relay down the release is to be tried again (EX_TEMPFAIL).
+  sink_.Stop();
+  EXPECT_EQ(Sqback({id}).exit_code, 75);
+  EXPECT_EQ(Sqback({"qm-unknown"}).exit_code, 1);
+
+  testing::CommandResult deleted = Sqback({"--delete", id});
+  EXPECT_EQ(deleted.exit_code, 0) << deleted.err;
+  EXPECT_EQ(Sqback({"--list"}).out, "");
+}
+
+TEST_F(QuarantineE2eTest, CleanMailIsNotQuarantined) {
+  testing::CommandResult sent = testing::RunCommand(
+      {RunfilePath("services/sgfilterd/sgfilter"), "--port", absl::StrCat(sgfilterd_port_), "-c"},
+      "Subject: hello\n\nclean\n");
+  EXPECT_EQ(sent.exit_code, 0) << sent.err;
+  EXPECT_EQ(Sqback({"--list"}).out, "");
+}
+
+TEST_F(QuarantineE2eTest, WithTheQuarantineDownInfectedMailIsRetriedNotLost) {
+  quarantine_->Stop();
+  // sgfilter -x (non-safe): an internal scan error is exit 64, never "clean".
+  testing::CommandResult sent = testing::RunCommand(
+      {RunfilePath("services/sgfilterd/sgfilter"), "--port", absl::StrCat(sgfilterd_port_), "-c",
+       "-x"},
+      InfectedMessage());
+  EXPECT_EQ(sent.exit_code, 64) << sent.out << sent.err;
+}
+
+}  // namespace
+}  // namespace sagator
