@@ -8,9 +8,10 @@
 //   auto page = (*store)->List(request);               // newest first, keyset paging
 //
 // Searches use indexes: by recipient (the recipients table, newest first), sender,
-// detection, and date range; subject and detection substrings filter the rows the
-// other conditions leave, newest first, until a page is full. Every value is a bound
-// parameter; the statement text is put together only from fixed fragments.
+// and date range; subject and detection substrings use a trigram index (PostgreSQL:
+// pg_trgm GIN indexes; SQLite: an FTS5 trigram table kept by triggers), so a rare
+// word does not scan the table. Every value is a bound parameter; the statement
+// text is put together only from fixed fragments.
 //
 // Messages are kept base64-encoded in a TEXT column, so arbitrary 8-bit mail fits
 // both back ends through one interface.

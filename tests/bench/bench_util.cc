@@ -85,6 +85,7 @@ Figures Summarize(std::vector<double> latencies_ms, double elapsed_s, int64_t er
   if (!all.empty()) {
     f.msgs_per_s = elapsed_s > 0 ? all.size() / elapsed_s : 0;
     f.p50_ms = all[all.size() / 2];
+    f.p95_ms = all[std::min(all.size() - 1, all.size() * 95 / 100)];
     f.p99_ms = all[std::min(all.size() - 1, all.size() * 99 / 100)];
   }
   return f;

@@ -21,6 +21,7 @@ namespace sagator::bench {
 struct Figures {
   double msgs_per_s = 0;
   double p50_ms = 0;
+  double p95_ms = 0;
   double p99_ms = 0;
   int64_t count = 0;
   int64_t errors = 0;
