@@ -238,6 +238,42 @@ TEST_P(QuarantineStoreTest, DeleteAndExpireRemoveEveryTrace) {
   }
 }
 
+TEST_P(QuarantineStoreTest, SubstringSearchIsRightForCommonAndRareWords) {
+  // Over 2000 matches makes a word "common" on SQLite, which then reads newest-first
+  // instead of listing the index's matches: both ways must give the same answers.
+  std::vector<std::string> common_ids, rare_ids;
+  for (int i = 0; i < 2100; ++i) {
+    bool rare = i % 700 == 3;
+    std::string id = Put(MakeEntry("s@example.org", {"u@example.net"}, rare ? "Rare.X" : "Common.Y"),
+                         absl::StrCat("Subject: ", rare ? "Zanzibar" : "Newsletter", " ", i,
+                                      "\r\n\r\nx"),
+                         t0_ + absl::Seconds(i));
+    (rare ? rare_ids : common_ids).push_back(id);
+  }
+  v1::ListRequest req;
+  req.set_subject_contains("newsletter");
+  req.set_page_size(3);
+  EXPECT_THAT(Ids(req), ElementsAre(common_ids[common_ids.size() - 1],
+                                    common_ids[common_ids.size() - 2],
+                                    common_ids[common_ids.size() - 3]));
+  req.set_subject_contains("ZANZIBAR");
+  req.set_page_size(10);
+  EXPECT_THAT(Ids(req), ElementsAre(rare_ids[2], rare_ids[1], rare_ids[0]));
+  v1::ListRequest det;
+  det.set_detection_contains("common.");
+  det.set_page_size(1);
+  EXPECT_THAT(Ids(det), ElementsAre(common_ids.back()));
+  det.set_detection_contains("rare.");
+  det.set_page_size(10);
+  EXPECT_THAT(Ids(det), ElementsAre(rare_ids[2], rare_ids[1], rare_ids[0]));
+  // Short words (under a trigram) and deleted entries.
+  det.set_detection_contains("x");
+  EXPECT_EQ(Ids(det).size(), 3u);
+  ASSERT_TRUE(store_->Delete({rare_ids[1]}).ok());
+  req.set_subject_contains("zanzibar");
+  EXPECT_THAT(Ids(req), ElementsAre(rare_ids[2], rare_ids[0]));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, QuarantineStoreTest,
                          ::testing::Values(sql::Backend::kSqlite, sql::Backend::kPostgresql),
                          [](const auto& info) { return harness::BackendName(info.param); });
