@@ -5,8 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/http_server.h"
 
 namespace sagator::collector {
+
+using net::HtmlEscape;
 
 namespace {
 
@@ -180,32 +183,6 @@ std::string Svg(const Graph& g, const std::vector<TimeSeries::Point>& pts, Range
 
 }  // namespace
 
-std::string HtmlEscape(absl::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out.push_back(c);
-    }
-  }
-  return out;
-}
 
 const std::vector<std::string>& GraphNames() {
   static const auto* names =

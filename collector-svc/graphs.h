@@ -30,9 +30,6 @@ std::string RenderGraph(const Aggregator& agg, absl::string_view graph, Range ra
 // The whole page.
 std::string RenderPage(const Aggregator& agg, Range range, absl::Time now);
 
-// &, <, >, " and ' as entities.
-std::string HtmlEscape(absl::string_view s);
-
 }  // namespace sagator::collector
 
 #endif  // SAGATOR_COLLECTOR_SVC_GRAPHS_H_

@@ -8,6 +8,8 @@
 #include <boost/beast/http.hpp>
 #include <glog/logging.h>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "common/tcp_server.h"
 
@@ -36,16 +38,84 @@ HttpRequest Parse(const http::request<http::string_body>& req) {
   absl::string_view target(req.target().data(), req.target().size());
   size_t q = target.find('?');
   r.path = UrlDecode(target.substr(0, q));
-  if (q != absl::string_view::npos) {
-    for (absl::string_view kv : absl::StrSplit(target.substr(q + 1), '&', absl::SkipEmpty())) {
-      std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
-      r.query[UrlDecode(p.first)] = UrlDecode(p.second);
-    }
+  if (q != absl::string_view::npos) r.query = ParseUrlEncoded(target.substr(q + 1));
+  for (const auto& field : req) {
+    r.headers[absl::AsciiStrToLower(absl::string_view(field.name_string().data(),
+                                                      field.name_string().size()))] =
+        std::string(field.value());
+  }
+  if (req.method() == http::verb::post &&
+      absl::StartsWith(absl::AsciiStrToLower(r.headers["content-type"]),
+                       "application/x-www-form-urlencoded")) {
+    r.form = ParseUrlEncoded(req.body());
   }
   return r;
 }
 
 }  // namespace
+
+std::map<std::string, std::string> ParseUrlEncoded(absl::string_view s) {
+  std::map<std::string, std::string> out;
+  for (absl::string_view kv : absl::StrSplit(s, '&', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+    out[UrlDecode(p.first)] = UrlDecode(p.second);
+  }
+  return out;
+}
+
+std::string UrlEncode(absl::string_view s) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char c : s) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[(static_cast<unsigned char>(c) >> 4) & 0xf]);
+      out.push_back(kHex[static_cast<unsigned char>(c) & 0xf]);
+    }
+  }
+  return out;
+}
+
+std::string HtmlEscape(absl::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::string HttpRequest::Cookie(absl::string_view name) const {
+  auto it = headers.find("cookie");
+  if (it == headers.end()) return "";
+  for (absl::string_view part : absl::StrSplit(it->second, ';')) {
+    part = absl::StripAsciiWhitespace(part);
+    if (absl::StartsWith(part, name) && part.size() > name.size() && part[name.size()] == '=') {
+      return std::string(part.substr(name.size() + 1));
+    }
+  }
+  return "";
+}
 
 std::string UrlDecode(absl::string_view s) {
   std::string out;
@@ -83,7 +153,7 @@ absl::Status HttpServer::Start() {
   o.max_connections = opt_.max_connections;
   o.refuse_line = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
   o.shutdown_grace = absl::Seconds(1);
-  o.workers = 1;
+  o.workers = opt_.workers;
   server_ = std::make_unique<TcpServer>(
       o, [this](std::shared_ptr<Connection> c) -> awaitable<void> {
         beast::flat_buffer buffer;
@@ -103,8 +173,14 @@ absl::Status HttpServer::Start() {
           if (ec) break;
           http::request<http::string_body>& req = parser.get();
           HttpResponse answer;
-          if (req.method() != http::verb::get && req.method() != http::verb::head) {
-            answer = {405, "text/plain; charset=utf-8", "only GET and HEAD\n"};
+          bool allowed = req.method() == http::verb::get || req.method() == http::verb::head ||
+                         (opt_.allow_post && req.method() == http::verb::post);
+          if (!allowed) {
+            answer = {405, "text/plain; charset=utf-8",
+                      opt_.allow_post ? "only GET, HEAD and POST\n" : "only GET and HEAD\n"};
+          } else if (opt_.blocking_handler) {
+            auto work = [this, parsed = Parse(req)]() { return handler_(parsed); };
+            answer = co_await RunOnPool(server_->pool(), work, use_awaitable);
           } else {
             HttpRequest parsed = Parse(req);
             answer = handler_(parsed);
@@ -115,6 +191,7 @@ absl::Status HttpServer::Start() {
           res.set(http::field::server, "SAGATOR");
           res.set(http::field::content_type, answer.content_type);
           res.set(http::field::cache_control, "no-store");
+          for (const auto& [name, value] : answer.headers) res.insert(name, value);
           res.keep_alive(req.keep_alive());
           if (req.method() != http::verb::head) res.body() = std::move(answer.body);
           res.prepare_payload();
