@@ -100,23 +100,23 @@ grpc::Status QuarantineServiceImpl::Get(grpc::ServerContext*, const v1::GetReque
   return grpc::Status::OK;
 }
 
-grpc::Status QuarantineServiceImpl::Release(grpc::ServerContext*,
-                                            const v1::ReleaseRequest* request,
-                                            v1::ReleaseResponse* response) {
+absl::StatusOr<v1::ReleaseResponse> ReleaseMessage(const QuarantineOptions& options,
+                                                   QuarantineStore& store,
+                                                   const v1::ReleaseRequest& request) {
   std::string message;
-  auto entry = store_->Get(request->id(), &message);
-  if (!entry.ok()) return ToGrpcStatus(entry.status());
-  std::vector<std::string> recipients(request->to().begin(), request->to().end());
+  auto entry = store.Get(request.id(), &message);
+  if (!entry.ok()) return entry.status();
+  std::vector<std::string> recipients(request.to().begin(), request.to().end());
   if (recipients.empty()) {
     recipients.assign(entry->envelope().recipients().begin(),
                       entry->envelope().recipients().end());
   }
-  auto address = smtpd::ParseNextHop(options_.relay);
-  if (!address.ok()) return ToGrpcStatus(address.status());
+  auto address = smtpd::ParseNextHop(options.relay);
+  if (!address.ok()) return address.status();
   smtpd::NextHopClient hop({.address = *address,
                             .dialect = smtpd::Dialect::kSmtp,
-                            .timeout = options_.relay_timeout,
-                            .helo_name = options_.helo_name});
+                            .timeout = options.relay_timeout,
+                            .helo_name = options.helo_name});
   std::vector<smtpd::Reply> replies(recipients.size());
   smtpd::Reply mail = hop.Mail(entry->envelope().sender(), static_cast<int64_t>(message.size()),
                                HasEightBit(message), {});
@@ -141,40 +141,47 @@ grpc::Status QuarantineServiceImpl::Release(grpc::ServerContext*,
     hop.Quit();
   }
   std::vector<v1::ReleaseRecord> records;
-  absl::Time now = absl::Now();
+  int64_t micros = absl::ToUnixMicros(absl::Now());
+  v1::ReleaseResponse response;
   bool all = true;
-  bool any_transient = false;
   for (size_t i = 0; i < recipients.size(); ++i) {
     v1::ReleaseRecord r;
     r.set_recipient(recipients[i]);
     r.set_code(replies[i].code);
     r.set_text(ValidUtf8(absl::StrCat(replies[i].enhanced, replies[i].enhanced.empty() ? "" : " ",
                                       replies[i].text)));
-    int64_t micros = absl::ToUnixMicros(now);
     r.mutable_released_at()->set_seconds(micros / 1000000);
     r.mutable_released_at()->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
-    r.set_released_by(request->released_by());
+    r.set_released_by(request.released_by());
     all = all && replies[i].positive();
-    any_transient = any_transient || replies[i].transient();
     records.push_back(r);
-    auto* result = response->add_results();
+    auto* result = response.add_results();
     result->set_recipient(r.recipient());
     result->set_code(r.code());
     result->set_text(r.text());
   }
-  response->set_delivered(all);
-  absl::Status recorded = store_->RecordReleases(request->id(), records);
-  LOG(INFO) << "release of " << request->id() << " by '" << request->released_by() << "' to "
+  response.set_delivered(all);
+  absl::Status recorded = store.RecordReleases(request.id(), records);
+  LOG(INFO) << "release of " << request.id() << " by '" << request.released_by() << "' to "
             << recipients.size() << " recipient(s): " << (all ? "delivered" : "not delivered");
   if (!recorded.ok()) {
     // The mail went out; only the history is missing. Say so, but do not make the
     // caller send it again.
-    LOG(WARNING) << "release of " << request->id() << " not recorded: " << recorded;
+    LOG(WARNING) << "release of " << request.id() << " not recorded: " << recorded;
   }
-  if (!all && any_transient && mail.transient()) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        absl::StrCat("relay ", options_.relay, ": ", mail.code, " ", mail.text));
+  if (!all && mail.transient()) {
+    return absl::UnavailableError(
+        absl::StrCat("relay ", options.relay, ": ", mail.code, " ", mail.text));
   }
+  return response;
+}
+
+grpc::Status QuarantineServiceImpl::Release(grpc::ServerContext*,
+                                            const v1::ReleaseRequest* request,
+                                            v1::ReleaseResponse* response) {
+  auto r = ReleaseMessage(options_, *store_, *request);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *response = *std::move(r);
   return grpc::Status::OK;
 }
 

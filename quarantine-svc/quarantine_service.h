@@ -50,6 +50,13 @@ struct QuarantineOptions {
 QuarantineOptions OptionsFromConfig(const LoadedConfig& config,
                                     const config::v1::QuarantineSvcService& spec);
 
+// Sends entry request.id() to request.to() (empty: its recipients) through
+// options.relay and records each recipient's result. NotFound for an unknown id;
+// Unavailable (after recording the 4xx) when the relay could not take it.
+absl::StatusOr<v1::ReleaseResponse> ReleaseMessage(const QuarantineOptions& options,
+                                                   QuarantineStore& store,
+                                                   const v1::ReleaseRequest& request);
+
 class QuarantineServiceImpl final : public v1::QuarantineService::Service {
  public:
   QuarantineServiceImpl(QuarantineOptions options, QuarantineStore* store)

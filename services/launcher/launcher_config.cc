@@ -124,6 +124,9 @@ absl::StatusOr<LaunchPlan> BuildLaunchPlan(const LoadedConfig& config,
                                     limits.end());
         continue;
       }
+      case Service::kReporter:
+        // Run by cron or a CronJob at its own times, not supervised.
+        continue;
       case Service::kChrootExecvp:
         child = DaemonChild(config, entry, entry.chroot_execvp());
         break;

@@ -53,7 +53,7 @@ class QuarantineE2eTest : public ::testing::Test {
                      RunfilePath("data/clamav"), "]}}]}\n"
                      "services:\n"
                      "  - quarantine: {port: ", qport, ", relay: '127.0.0.1:", sink_.port(),
-                     "', relay_timeout: 10s}\n"
+                     "', relay_timeout: 10s, webq: {port: -1}}\n"
                      "  - scanner_svc: {port: 0}\n"
                      "  - sgfilterd: {scanners: default, port: 0}\n"));
     quarantine_ = Start({RunfilePath("quarantine-svc/quarantine-svc"), "--config", config_,

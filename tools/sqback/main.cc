@@ -20,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "common/cli.h"
 #include "common/config.h"
+#include "quarantine-svc/signing.h"
 #include "sagator/quarantine/v1/quarantine.grpc.pb.h"
 
 ABSL_FLAG(std::string, target, "",
@@ -36,6 +37,8 @@ ABSL_FLAG(std::string, until, "", "--list: only mail stored before this day (YYY
 ABSL_FLAG(int, limit, 100, "--list: at most this many entries (0: all)");
 ABSL_FLAG(bool, get, false, "print the raw message of each id to stdout");
 ABSL_FLAG(bool, remove, false, "delete the given ids (also spelled --delete)");
+ABSL_FLAG(bool, hash_password, false,
+          "read a password from stdin and print its hash for a webq user's password_hash");
 ABSL_FLAG(double, timeout, 120, "seconds to wait for quarantine-svc (and the relay)");
 
 namespace {
@@ -48,6 +51,7 @@ constexpr char kUsage[] =
     "       sqback --list [--recipient R] [--sender S] [--subject TEXT] [--detection TEXT]\n"
     "              [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--limit N]\n"
     "       sqback --get ID...    |    sqback --delete ID...\n"
+    "       sqback --hash_password < password.txt    (a webq user's password_hash)\n"
     "Exit status: 0 done; 1 a release was not accepted by the relay or an id is unknown;\n"
     "2 bad usage or configuration; 75 quarantine-svc or the relay is unavailable (try "
     "again).";
@@ -190,6 +194,23 @@ int main(int argc, char** argv) {
   }
   std::vector<char*> args = sagator::InitFlagsAndLogging(argc, argv, kUsage);
   std::vector<std::string> ids(args.begin() + 1, args.end());
+  if (absl::GetFlag(FLAGS_hash_password)) {
+    std::string password;
+    int c;
+    while ((c = std::getchar()) != EOF && c != '\n') password.push_back(static_cast<char>(c));
+    if (!password.empty() && password.back() == '\r') password.pop_back();
+    if (password.empty()) {
+      std::fprintf(stderr, "sqback: --hash_password: no password on stdin\n");
+      return 2;
+    }
+    auto hash = sagator::quarantine::HashPassword(password);
+    if (!hash.ok()) {
+      std::fprintf(stderr, "sqback: %s\n", std::string(hash.status().message()).c_str());
+      return 1;
+    }
+    std::printf("%s\n", hash->c_str());
+    return 0;
+  }
   bool list = absl::GetFlag(FLAGS_list);
   bool get = absl::GetFlag(FLAGS_get);
   bool remove = absl::GetFlag(FLAGS_remove);
