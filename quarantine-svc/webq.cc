@@ -29,7 +29,8 @@ constexpr char kCookie[] = "sgwebq";
 constexpr char kCss[] =
     "body{font-family:sans-serif;margin:1.5em;color:#222}"
     "table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;"
-    "padding:.3em .5em;text-align:left;vertical-align:top}th{background:#f3f3f3}"
+    "padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}"
+    "th{background:#f3f3f3}"
     "pre{background:#f8f8f8;padding:.6em;white-space:pre-wrap;word-break:break-all}"
     "form.inline{display:inline}.error{color:#a00}.ok{color:#070}"
     "nav{margin-bottom:1em}nav a{margin-right:1em}input{margin:.2em}";
@@ -485,8 +486,10 @@ HttpResponse Webq::ViewPage(const Session& s, const HttpRequest& request) const 
            {"Detection", absl::StrCat(e->detection(), " (level ",
                                       absl::StrFormat("%.2f", e->level()), ")")},
            {"Scanner", e->scanner_path()},
-           {"Client", absl::StrCat(e->envelope().client().address(), " (",
-                                   e->envelope().client().helo(), ")")},
+           {"Client", e->envelope().client().helo().empty()
+                          ? e->envelope().client().address()
+                          : absl::StrCat(e->envelope().client().address(), " (HELO ",
+                                         e->envelope().client().helo(), ")")},
            {"Size", absl::StrCat(e->size(), " bytes")},
            {"Quarantine id", e->id()}}) {
     absl::StrAppend(&body, "<tr><th>", HtmlEscape(label), "</th><td>", HtmlEscape(value),
