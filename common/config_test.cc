@@ -6,6 +6,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
+
 namespace sagator {
 namespace {
 
@@ -49,6 +51,15 @@ TEST(ConfigLoader, ExampleConfigHasTheDocumentedShape) {
   EXPECT_EQ((*sg)->sgfilterd().scanners(), "default");
   EXPECT_EQ(ScannerTarget(c->proto), "127.0.0.1:7290");
   EXPECT_EQ(QuarantineTarget(c->proto), "127.0.0.1:7293");
+}
+
+TEST(ConfigLoader, ReporterTemplateDefaultsKeepTheirLines) {
+  auto c = Load("services:\n  - reporter: {}\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const auto& r = c->proto.services(0).reporter();
+  EXPECT_TRUE(absl::StartsWith(r.begin(), "From: %(FROM)s\nTo: %(TO)s\nSubject: ")) << r.begin();
+  EXPECT_THAT(r.body(), HasSubstr("\n  Release to your mailbox: %(RELEASE_URL)s\n"));
+  EXPECT_EQ(r.state_file(), "run/reporter.state");
 }
 
 TEST(ConfigLoader, QuarantineServiceDefaultsAndTarget) {

@@ -223,14 +223,20 @@ absl::StatusOr<ReportRun> Reporter::Run(absl::Time now) {
     std::ifstream in(options_.state_file);
     int64_t last = 0;
     std::string line;
+    // Microseconds since the epoch: entries stored in the same second as a run
+    // belong to exactly one of two runs.
     if (in && std::getline(in, line) && absl::SimpleAtoi(line, &last)) {
-      run.since = absl::FromUnixSeconds(last);
+      run.since = absl::FromUnixMicros(last);
     }
   }
   std::vector<v1::Entry> entries;
   v1::ListRequest req;
-  req.mutable_stored_after()->set_seconds(absl::ToUnixSeconds(run.since));
-  req.mutable_stored_before()->set_seconds(absl::ToUnixSeconds(run.until));
+  for (auto [t, ts] : {std::pair{run.since, req.mutable_stored_after()},
+                       std::pair{run.until, req.mutable_stored_before()}}) {
+    int64_t micros = absl::ToUnixMicros(t);
+    ts->set_seconds(micros / 1000000);
+    ts->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
+  }
   req.set_page_size(500);
   do {
     grpc::ClientContext ctx;
@@ -259,7 +265,7 @@ absl::StatusOr<ReportRun> Reporter::Run(absl::Time now) {
   std::string tmp = absl::StrCat(options_.state_file, ".tmp");
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << absl::ToUnixSeconds(run.until) << "\n";
+    out << absl::ToUnixMicros(run.until) << "\n";
     if (!out.flush()) return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
   }
   if (std::rename(tmp.c_str(), options_.state_file.c_str()) != 0) {

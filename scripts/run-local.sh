@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
-bazel build //scanner-svc //services/sgfilterd:all //services/smtpd //services/lmtpd //services/milter //services/smtpd_policy //services/launcher:sagator //collector-svc //quarantine-svc //tools/sgstat //tools/sqback
+bazel build //scanner-svc //services/sgfilterd:all //services/smtpd //services/lmtpd //services/milter //services/smtpd_policy //services/launcher:sagator //collector-svc //quarantine-svc:all //tools/sgstat //tools/sqback
 
 config=deploy/config/sagator.yaml
 if [ "${1:-}" = "--config" ] && [ -n "${2:-}" ]; then config=$2; fi
@@ -24,6 +24,9 @@ When "listening" lines appear, send test messages from another terminal:
   scripts/send-test-message.sh clean    # expect: 250 0.00 OK, X-Sagator headers added
   scripts/send-test-message.sh eicar    # expect: 550 1.00 Eicar-Test-Signature.UNOFFICIAL
   bazel-bin/tools/sqback/sqback --config $config --list   # the EICAR copy in quarantine
+
+The web quarantine is on http://127.0.0.1:8008/ once a user is configured (see the
+webq section of $config and \`sqback --hash_password\`).
 
 or pipe any message through the sgfilter client:
 

@@ -43,6 +43,7 @@ class QuarantineE2eTest : public ::testing::Test {
     dir_ = testing::MakeTempDir("quarantine-e2e");
     ASSERT_TRUE(sink_.Start().ok());
     int qport = testing::PickFreePort();
+    int wport = testing::PickFreePort();
     testing::CommandResult hash =
         testing::RunCommand({RunfilePath("tools/sqback/sqback"), "--hash_password"}, "pw\n");
     ASSERT_EQ(hash.exit_code, 0) << hash.err;
@@ -63,11 +64,12 @@ class QuarantineE2eTest : public ::testing::Test {
                      "services:\n"
                      "  - quarantine: {port: ", qport, ", relay: '127.0.0.1:", sink_.port(),
                      "', relay_timeout: 10s,\n"
-                     "      webq: {port: 0, secret_file: webq.key, users: [\n"
+                     "      webq: {port: ", wport, ", secret_file: webq.key, users: [\n"
                      "        {name: alice, password_hash: \"", pw, "\", addresses: [alice@example.net]},\n"
                      "        {name: root, password_hash: \"", pw, "\", admin: true}]}}\n"
                      "  - scanner_svc: {port: 0}\n"
-                     "  - sgfilterd: {scanners: default, port: 0}\n"));
+                     "  - sgfilterd: {scanners: default, port: 0}\n"
+                     "  - reporter: {from: postmaster@q.example, state_file: reporter.state}\n"));
     quarantine_ = Start({RunfilePath("quarantine-svc/quarantine-svc"), "--config", config_,
                          "--port_file", dir_ + "/quarantine.port", "--webq_port_file",
                          dir_ + "/webq.port"},
@@ -258,6 +260,42 @@ TEST_F(QuarantineE2eTest, WebqInHeadlessChromium) {
   ASSERT_TRUE(b.Navigate(absl::StrCat(base, "/raw?id=", bobs)).ok());
   EXPECT_THAT(*b.Evaluate("document.body.innerText"), Not(HasSubstr("EICAR")));
   EXPECT_EQ(sink_.Messages().size(), 1u);
+}
+
+TEST_F(QuarantineE2eTest, TheReportersReleaseLinkWorksInChromium) {
+  ASSERT_EQ(Send(InfectedMessage(), "alice@example.net"), 1);
+  testing::CommandResult run =
+      testing::RunCommand({RunfilePath("quarantine-svc/reporter"), "--config", config_}, "");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  auto got = sink_.WaitForMessages(1, absl::Seconds(15));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_THAT(got[0].recipients, ElementsAre("alice@example.net"));
+  EXPECT_THAT(got[0].Header("Subject"), HasSubstr("Quarantine report: 1 new message(s)"));
+  EXPECT_THAT(got[0].message, HasSubstr("Subject: Faktura \xc4\x8d. 42"));
+  std::string base = absl::StrCat("http://127.0.0.1:", webq_port_);
+  size_t at = got[0].message.find(base + "/r?t=");
+  ASSERT_NE(at, std::string::npos) << got[0].message;
+  std::string link = got[0].message.substr(at, got[0].message.find_first_of("\r\n", at) - at);
+
+  auto browser = harness::Browser::Start(dir_);
+  ASSERT_TRUE(browser.ok()) << browser.status();
+  harness::Browser& b = **browser;
+  ASSERT_TRUE(b.Navigate(link).ok());
+  const char* out_dir = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR");
+  std::string shots = out_dir != nullptr ? out_dir : dir_;
+  EXPECT_TRUE(b.Screenshot(shots + "/webq-release-link.png").ok());
+  EXPECT_EQ(sink_.Messages().size(), 1u);  // opening the link released nothing
+  ASSERT_TRUE(b.Click("#release").ok());
+  ASSERT_TRUE(b.WaitFor("document.getElementById('released')").ok());
+  got = sink_.WaitForMessages(2, absl::Seconds(15));
+  ASSERT_EQ(got.size(), 2u);
+  // The link works once.
+  ASSERT_TRUE(b.Navigate(link).ok());
+  EXPECT_THAT(*b.Evaluate("document.body.innerText"), HasSubstr("already released"));
+  // A second run has nothing new to report.
+  run = testing::RunCommand({RunfilePath("quarantine-svc/reporter"), "--config", config_}, "");
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.err, HasSubstr("0 digest(s)"));
 }
 
 TEST_F(QuarantineE2eTest, CleanMailIsNotQuarantined) {
