@@ -1,5 +1,7 @@
 #include "common/config.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -607,6 +609,12 @@ std::string QuarantineTarget(const config::v1::Config& config) {
     if (s.has_quarantine()) return absl::StrCat(s.quarantine().host(), ":", s.quarantine().port());
   }
   return "";
+}
+
+std::string MachineHostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
 }
 
 absl::Duration ToDuration(const google::protobuf::Duration& d) {

@@ -63,6 +63,9 @@ std::string CollectorTarget(const config::v1::Config& config);
 // quarantine service's host:port, else "".
 std::string QuarantineTarget(const config::v1::Config& config);
 
+// This machine's name (gethostname), or "localhost" when it has none.
+std::string MachineHostname();
+
 // A configured duration (google.protobuf.Duration) as an absl::Duration.
 absl::Duration ToDuration(const google::protobuf::Duration& d);
 

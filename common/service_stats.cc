@@ -18,10 +18,7 @@ namespace sagator {
 
 std::string StatsSourceName(const LoadedConfig& cfg, const config::v1::Service& service) {
   std::string host = cfg.proto.global().hostname();
-  if (host.empty()) {
-    char buf[256] = {0};
-    if (gethostname(buf, sizeof buf - 1) == 0) host = buf;
-  }
+  if (host.empty()) host = MachineHostname();
   std::string name = service.name().empty() ? ServiceKindName(service) : service.name();
   return absl::StrCat(name, "@", host, ":", getpid());
 }

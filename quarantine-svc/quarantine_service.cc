@@ -20,13 +20,25 @@ bool HasEightBit(absl::string_view message) {
                      [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
 }
 
-std::string MachineName() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
-  return buf;
+}  // namespace
+
+std::string HeloName(const LoadedConfig& config, const config::v1::QuarantineSvcService& spec) {
+  if (!spec.helo_name().empty()) return spec.helo_name();
+  if (!config.proto.global().hostname().empty()) return config.proto.global().hostname();
+  return MachineHostname();
 }
 
-}  // namespace
+absl::StatusOr<std::unique_ptr<smtpd::NextHopClient>> RelayClient(const std::string& relay,
+                                                                  absl::Duration timeout,
+                                                                  const std::string& helo_name) {
+  auto address = smtpd::ParseNextHop(relay);
+  if (!address.ok()) return address.status();
+  return std::make_unique<smtpd::NextHopClient>(smtpd::NextHopClient::Options{
+      .address = *address,
+      .dialect = smtpd::Dialect::kSmtp,
+      .timeout = timeout,
+      .helo_name = helo_name});
+}
 
 QuarantineOptions OptionsFromConfig(const LoadedConfig& config,
                                     const config::v1::QuarantineSvcService& spec) {
@@ -35,9 +47,7 @@ QuarantineOptions OptionsFromConfig(const LoadedConfig& config,
   o.port = spec.port();
   o.relay = spec.relay();
   o.relay_timeout = ToDuration(spec.relay_timeout());
-  o.helo_name = !spec.helo_name().empty()                  ? spec.helo_name()
-                : !config.proto.global().hostname().empty() ? config.proto.global().hostname()
-                                                            : MachineName();
+  o.helo_name = HeloName(config, spec);
   o.retention = ToDuration(spec.retention());
   o.expire_interval = ToDuration(spec.expire_interval());
   o.max_message_size = spec.max_message_size() > 0 ? spec.max_message_size()
@@ -111,12 +121,9 @@ absl::StatusOr<v1::ReleaseResponse> ReleaseMessage(const QuarantineOptions& opti
     recipients.assign(entry->envelope().recipients().begin(),
                       entry->envelope().recipients().end());
   }
-  auto address = smtpd::ParseNextHop(options.relay);
-  if (!address.ok()) return address.status();
-  smtpd::NextHopClient hop({.address = *address,
-                            .dialect = smtpd::Dialect::kSmtp,
-                            .timeout = options.relay_timeout,
-                            .helo_name = options.helo_name});
+  auto client = RelayClient(options.relay, options.relay_timeout, options.helo_name);
+  if (!client.ok()) return client.status();
+  smtpd::NextHopClient& hop = **client;
   std::vector<smtpd::Reply> replies(recipients.size());
   smtpd::Reply mail = hop.Mail(entry->envelope().sender(), static_cast<int64_t>(message.size()),
                                HasEightBit(message), {});

@@ -28,6 +28,7 @@
 #include "common/config.h"
 #include "common/grpc_server.h"
 #include "quarantine-svc/quarantine_store.h"
+#include "services/smtpd/next_hop.h"
 #include "sagator/quarantine/v1/quarantine.grpc.pb.h"
 
 namespace sagator::quarantine {
@@ -45,6 +46,16 @@ struct QuarantineOptions {
   // Largest message Store accepts.
   int64_t max_message_size = 50 << 20;
 };
+
+// Our name in EHLO towards the relay: helo_name, else global.hostname, else the
+// machine's (releases and reports share it).
+std::string HeloName(const LoadedConfig& config, const config::v1::QuarantineSvcService& spec);
+
+// An SMTP client towards `relay` ("host:port", "[host]:port" or "unix:/path"), for
+// releases and reports.
+absl::StatusOr<std::unique_ptr<smtpd::NextHopClient>> RelayClient(const std::string& relay,
+                                                                  absl::Duration timeout,
+                                                                  const std::string& helo_name);
 
 // The options of a `quarantine` service entry.
 QuarantineOptions OptionsFromConfig(const LoadedConfig& config,

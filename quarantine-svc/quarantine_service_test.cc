@@ -220,44 +220,33 @@ TEST_P(QuarantineServiceTest, ARelayThatIsDownIsATemporaryFailureAndIsRecorded) 
 }
 
 TEST_P(QuarantineServiceTest, StoreChecksTheStreamAndTheSize) {
-  {
+  // Streams `parts` (an entry for bob first when `with_entry`) to Store.
+  auto store = [&](bool with_entry, const std::vector<std::string>& parts,
+                   v1::StoreResponse* resp) {
     grpc::ClientContext ctx;
-    v1::StoreResponse resp;
-    auto w = stub_->Store(&ctx, &resp);
-    v1::StoreRequest chunk;
-    chunk.set_chunk("no entry first");
-    w->Write(chunk);
+    auto w = stub_->Store(&ctx, resp);
+    if (with_entry) {
+      v1::StoreRequest first;
+      first.mutable_entry()->mutable_envelope()->add_recipients("bob@example.net");
+      w->Write(first);
+    }
+    for (const std::string& p : parts) {
+      v1::StoreRequest chunk;
+      chunk.set_chunk(p);
+      w->Write(chunk);
+    }
     w->WritesDone();
-    EXPECT_EQ(w->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  }
-  {
-    grpc::ClientContext ctx;
-    v1::StoreResponse resp;
-    auto w = stub_->Store(&ctx, &resp);
-    v1::StoreRequest first;
-    first.mutable_entry()->mutable_envelope()->add_recipients("bob@example.net");
-    w->Write(first);
-    v1::StoreRequest chunk;
-    chunk.set_chunk(std::string(600 << 10, 'x'));
-    w->Write(chunk);
-    w->Write(chunk);  // 1.2 MB, over the 1 MB limit
-    w->WritesDone();
-    EXPECT_EQ(w->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  }
+    return w->Finish().error_code();
+  };
+  v1::StoreResponse resp;
+  EXPECT_EQ(store(false, {"no entry first"}, &resp), grpc::StatusCode::INVALID_ARGUMENT);
+  std::string part(600 << 10, 'x');
+  // 1.2 MB, over the 1 MB limit.
+  EXPECT_EQ(store(true, {part, part}, &resp), grpc::StatusCode::RESOURCE_EXHAUSTED);
   // A large message comes back whole, in several chunks.
   std::string big = "Subject: big\r\n\r\n";
   while (big.size() < 300000) big += "0123456789abcdef\r\n";
-  grpc::ClientContext ctx;
-  v1::StoreResponse resp;
-  auto w = stub_->Store(&ctx, &resp);
-  v1::StoreRequest first;
-  first.mutable_entry()->mutable_envelope()->add_recipients("bob@example.net");
-  w->Write(first);
-  v1::StoreRequest chunk;
-  chunk.set_chunk(big);
-  w->Write(chunk);
-  w->WritesDone();
-  ASSERT_TRUE(w->Finish().ok());
+  ASSERT_EQ(store(true, {big}, &resp), grpc::StatusCode::OK);
   v1::Entry entry;
   auto back = Fetch(resp.id(), &entry);
   ASSERT_TRUE(back.ok()) << back.status();

@@ -17,6 +17,7 @@
 #include "absl/strings/strip.h"
 #include "common/http_server.h"
 #include "common/mail_headers.h"
+#include "quarantine-svc/quarantine_service.h"
 #include "quarantine-svc/webq.h"
 #include "services/smtpd/next_hop.h"
 
@@ -25,12 +26,6 @@ namespace {
 
 std::string Rfc2822Date(absl::Time t) {
   return absl::FormatTime("%a, %d %b %Y %H:%M:%S +0000", t, absl::UTCTimeZone());
-}
-
-std::string MachineName() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
-  return buf;
 }
 
 // CRLF line ends throughout, as SMTP wants them.
@@ -108,9 +103,7 @@ absl::StatusOr<ReporterOptions> ReporterOptionsFromConfig(
   o.from = spec.from();
   o.relay = spec.relay().empty() ? quarantine.relay() : spec.relay();
   o.relay_timeout = ToDuration(quarantine.relay_timeout());
-  o.helo_name = !quarantine.helo_name().empty()               ? quarantine.helo_name()
-                : !config.proto.global().hostname().empty() ? config.proto.global().hostname()
-                                                            : MachineName();
+  o.helo_name = HeloName(config, quarantine);
   o.state_file = config.ResolvePath(spec.state_file());
   o.first_period = ToDuration(spec.first_period());
   o.link_validity = ToDuration(quarantine.webq().release_link_validity());
@@ -196,12 +189,9 @@ std::vector<Digest> Reporter::Render(const std::vector<v1::Entry>& entries,
 }
 
 absl::Status Reporter::Send(const Digest& digest) const {
-  auto address = smtpd::ParseNextHop(options_.relay);
-  if (!address.ok()) return address.status();
-  smtpd::NextHopClient hop({.address = *address,
-                            .dialect = smtpd::Dialect::kSmtp,
-                            .timeout = options_.relay_timeout,
-                            .helo_name = options_.helo_name});
+  auto client = RelayClient(options_.relay, options_.relay_timeout, options_.helo_name);
+  if (!client.ok()) return client.status();
+  smtpd::NextHopClient& hop = **client;
   smtpd::Reply r = hop.Mail(options_.from, static_cast<int64_t>(digest.message.size()), true, {});
   if (r.positive()) r = hop.Recipient(digest.to);
   if (r.positive()) {

@@ -41,12 +41,6 @@ class ChainRef final : public Scanner {
   const Scanner* target_;
 };
 
-std::string LocalHostname() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
-  return buf;
-}
-
 // Builds scanner trees from the configuration; shares one ClamAV engine per
 // database setting.
 class TreeBuilder {
@@ -359,7 +353,7 @@ absl::StatusOr<std::unique_ptr<ChainSet>> ChainSet::Create(
     set->own_registry_ = std::make_unique<stats::Registry>();
     registry = set->own_registry_.get();
   }
-  set->hostname_ = config.proto.global().hostname().empty() ? LocalHostname()
+  set->hostname_ = config.proto.global().hostname().empty() ? MachineHostname()
                                                            : config.proto.global().hostname();
   set->max_message_size_ = config.proto.global().max_message_size();
   set->not_scanned_outcome_ = config.proto.global().not_scanned_outcome();

@@ -64,12 +64,6 @@ std::vector<Reply> FitReplies(std::vector<Reply> hop, size_t wanted) {
   return {hop[0]};
 }
 
-std::string DefaultHostname() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
-  return buf;
-}
-
 }  // namespace
 
 absl::StatusOr<GatewayOptions> OptionsFromConfig(const config::v1::Config& config,
@@ -98,7 +92,7 @@ absl::StatusOr<GatewayOptions> OptionsFromConfig(const config::v1::Config& confi
   o.timeout = ToDuration(s.timeout());
   o.relay_timeout = ToDuration(s.relay_timeout());
   o.fail_open = s.fail_open();
-  o.hostname = config.global().hostname().empty() ? DefaultHostname() : config.global().hostname();
+  o.hostname = config.global().hostname().empty() ? MachineHostname() : config.global().hostname();
   o.max_message_size = config.global().max_message_size();
   o.max_line_length = s.max_line_length();
   o.max_data_line_length = s.max_data_line_length();
