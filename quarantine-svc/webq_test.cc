@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "quarantine-svc/quarantine_service.h"
@@ -209,6 +210,30 @@ TEST_P(WebqTest, AUserSeesAndTouchesOnlyTheirOwnMail) {
   HttpResponse raw = Get(root, "/raw", {{"id", e2_}});
   EXPECT_EQ(raw.body, "Subject: for bob\r\n\r\nbob's\r\n");
   EXPECT_THAT(Header(raw, "Content-Disposition"), HasSubstr("attachment"));
+}
+
+TEST_P(WebqTest, PagesThroughTheListKeepingTheSearch) {
+  WebqOptions o;
+  auto h = HashPassword("pw");
+  ASSERT_TRUE(h.ok());
+  o.users = {{"root", *h, {}, true}};
+  o.page_size = 2;
+  webq_ = MakeWebq(o);
+  std::string root = LoginAs(*webq_, "root");
+  HttpResponse first = Get(root, "/", {{"detection", "eicar"}});
+  EXPECT_THAT(first.body, HasSubstr(e3_));  // newest first
+  EXPECT_THAT(first.body, HasSubstr(e2_));
+  EXPECT_THAT(first.body, Not(HasSubstr(e1_)));
+  size_t at = first.body.find("id=\"next\" href=\"/?");
+  ASSERT_NE(at, std::string::npos) << first.body;
+  at += strlen("id=\"next\" href=\"/?");
+  std::string query = first.body.substr(at, first.body.find('"', at) - at);
+  absl::StrReplaceAll({{"&amp;", "&"}}, &query);
+  HttpResponse second = Get(root, "/", net::ParseUrlEncoded(query));
+  EXPECT_THAT(query, HasSubstr("detection=eicar"));
+  EXPECT_THAT(second.body, HasSubstr(e1_));
+  EXPECT_THAT(second.body, Not(HasSubstr(e2_)));
+  EXPECT_THAT(second.body, Not(HasSubstr("id=\"next\"")));
 }
 
 TEST_P(WebqTest, ActionsNeedTheSessionsCsrfToken) {
