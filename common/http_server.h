@@ -1,6 +1,7 @@
-// A small HTTP/1.1 server for SAGATOR's own pages: each service's GET /metrics and
-// collector-svc's graph page. Requests are read with Boost.Beast on common/tcp_server's
-// I/O thread and answered by a handler that must be quick (it runs on that thread).
+// A small HTTP/1.1 server for SAGATOR's own pages: each service's GET /metrics,
+// collector-svc's graph page and quarantine-svc's webq. Requests are read with
+// Boost.Beast on common/tcp_server's I/O thread and answered there by a quick handler
+// (or on a worker pool, see blocking_handler).
 //
 //   HttpServer http({.host = "127.0.0.1", .port = 0, .name = "metrics"},
 //                   [&](const HttpRequest& r) { return HttpResponse::Text(render()); });
