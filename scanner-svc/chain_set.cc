@@ -15,6 +15,7 @@
 #include "scanner-svc/engine/combinators.h"
 #include "scanner-svc/scanners/basic.h"
 #include "scanner-svc/scanners/clamd.h"
+#include "scanner-svc/scanners/decompress.h"
 #include "scanner-svc/scanners/libclam.h"
 #include "scanner-svc/scanners/parsemail.h"
 #include "scanner-svc/scanners/policy.h"
@@ -267,6 +268,15 @@ class TreeBuilder {
         if (!inner.ok()) return inner.status();
         return ScannerPtr(std::make_unique<engine::CountDetections>(spec.status().prefix(),
                                                                     registry_, *std::move(inner)));
+      }
+      case ScannerSpec::kDecompress: {
+        const auto& d = spec.decompress();
+        auto inner = BuildInner(d.scanners(), absl::StrCat(path, ".decompress"));
+        if (!inner.ok()) return inner.status();
+        return ScannerPtr(std::make_unique<scanners::Decompress>(
+            *std::move(inner),
+            scanners::DecompressLimits{d.max_depth(), d.max_files(), d.max_total_size(),
+                                       d.max_file_size(), d.limit_detection()}));
       }
       case ScannerSpec::kQuarantine: {
         auto inner =

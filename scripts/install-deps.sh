@@ -11,7 +11,7 @@ PKGS=(
   libclamav-dev clamav clamav-daemon libsqlite3-dev sqlite3
   python3-grpcio python3-grpc-tools procps
   postfix swaks miltertest libmilter-dev clamsmtp clamav-milter
-  libgmime-3.0-dev libsodium-dev
+  libgmime-3.0-dev libsodium-dev libarchive-dev libmagic-dev
   libpqxx-dev postgresql postgrey
   chromium fonts-dejavu-core
 )
