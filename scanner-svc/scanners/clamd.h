@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "sagator/config/v1/config.pb.h"
 #include "scanner-svc/engine/scanner.h"
+#include "scanner-svc/scanners/daemon_io.h"
 
 namespace sagator::scanners {
 
@@ -44,27 +45,17 @@ class ClamdScanner : public engine::Scanner {
   std::string Describe() const override { return "clamd()"; }
 
   // Where clamd is reached, canonical: "unix:/absolute/path" or "host:port".
-  const std::string& address() const { return address_; }
+  const std::string& address() const { return address_.canonical; }
 
  private:
   friend absl::StatusOr<std::unique_ptr<engine::Scanner>> MakeClamdScanner(
       const config::v1::ClamdSpec& spec,
       std::function<std::string(absl::string_view)> resolve_path);
 
-  ClamdScanner(std::string address, std::string unix_path, std::string host,
-               uint16_t port, absl::Duration timeout, int chunk_size)
-      : address_(std::move(address)),
-        unix_path_(std::move(unix_path)),
-        host_(std::move(host)),
-        port_(port),
-        timeout_(timeout),
-        chunk_size_(chunk_size) {}
+  ClamdScanner(daemon_io::Address address, absl::Duration timeout, int chunk_size)
+      : address_(std::move(address)), timeout_(timeout), chunk_size_(chunk_size) {}
 
-  std::string address_;
-  // Either unix_path_ is set, or host_ and port_ are.
-  std::string unix_path_;
-  std::string host_;
-  uint16_t port_ = 0;
+  daemon_io::Address address_;
   absl::Duration timeout_;
   int chunk_size_;
 };
