@@ -20,6 +20,7 @@
 #include "scanner-svc/scanners/parsemail.h"
 #include "scanner-svc/scanners/policy.h"
 #include "scanner-svc/scanners/quarantine.h"
+#include "scanner-svc/scanners/spamd.h"
 
 namespace sagator {
 namespace {
@@ -139,6 +140,7 @@ class TreeBuilder {
     switch (spec.kind_case()) {
       case ScannerSpec::kLibclam:
       case ScannerSpec::kClamd:
+      case ScannerSpec::kSpamassassind:
       case ScannerSpec::kStringScan:
       case ScannerSpec::kRegexpScan:
       case ScannerSpec::kMaxFileSize:
@@ -268,6 +270,12 @@ class TreeBuilder {
         if (!inner.ok()) return inner.status();
         return ScannerPtr(std::make_unique<engine::CountDetections>(spec.status().prefix(),
                                                                     registry_, *std::move(inner)));
+      }
+      case ScannerSpec::kSpamassassind: {
+        auto s = scanners::SpamdScanner::Create(
+            spec.spamassassind(), [this](absl::string_view p) { return config_.ResolvePath(p); });
+        if (!s.ok()) return with_path(s.status());
+        return ScannerPtr(*std::move(s));
       }
       case ScannerSpec::kDecompress: {
         const auto& d = spec.decompress();

@@ -136,11 +136,6 @@ absl::StatusOr<std::unique_ptr<engine::Scanner>> MakeClamdScanner(
     const config::v1::ClamdSpec& spec,
     std::function<std::string(absl::string_view)> resolve_path) {
   const std::string address = spec.address().empty() ? kDefaultAddress : spec.address();
-  auto invalid = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("clamd(): address '", address, "': ", why));
-  };
-
   absl::Duration timeout =
       ToDuration(spec.timeout());
   if (timeout == absl::ZeroDuration()) timeout = kDefaultTimeout;
