@@ -12,6 +12,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "re2/re2.h"
+#include "common/mail_headers.h"
+#include "scanner-svc/engine/actions.h"
 #include "scanner-svc/engine/combinators.h"
 #include "scanner-svc/scanners/basic.h"
 #include "scanner-svc/scanners/clamd.h"
@@ -270,6 +272,82 @@ class TreeBuilder {
         if (!inner.ok()) return inner.status();
         return ScannerPtr(std::make_unique<engine::CountDetections>(spec.status().prefix(),
                                                                     registry_, *std::move(inner)));
+      }
+      case ScannerSpec::kRecover: {
+        auto inner = BuildInner(spec.recover().scanners(), absl::StrCat(path, ".recover"));
+        if (!inner.ok()) return inner.status();
+        return ScannerPtr(std::make_unique<engine::Recover>(
+            spec.recover().level(), spec.recover().name(), *std::move(inner)));
+      }
+      case ScannerSpec::kRetry: {
+        auto inner = BuildInner(spec.retry().scanners(), absl::StrCat(path, ".retry"));
+        if (!inner.ok()) return inner.status();
+        return ScannerPtr(std::make_unique<engine::Retry>(
+            spec.retry().count(), ToDuration(spec.retry().delay()), *std::move(inner)));
+      }
+      case ScannerSpec::kModifySubject: {
+        const auto& m = spec.modify_subject();
+        std::string sub = absl::StrCat(path, ".modify_subject");
+        auto inner = BuildInner(m.scanners(), sub);
+        if (!inner.ok()) return inner.status();
+        auto re = Regexp(m.onlyif(), absl::StrCat(sub, ".onlyif"));
+        if (!re.ok()) return re.status();
+        return ScannerPtr(
+            std::make_unique<engine::ModifySubject>(m.prefix(), *std::move(re), *std::move(inner)));
+      }
+      case ScannerSpec::kModifyHeader: {
+        const auto& m = spec.modify_header();
+        std::string sub = absl::StrCat(path, ".modify_header");
+        if (!IsValidHeaderName(m.name())) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(config_.path, ": ", sub, ".name: '", m.name(), "' is no header name"));
+        }
+        auto inner = BuildInner(m.scanners(), sub);
+        if (!inner.ok()) return inner.status();
+        auto re = Regexp(m.onlyif(), absl::StrCat(sub, ".onlyif"));
+        if (!re.ok()) return re.status();
+        return ScannerPtr(std::make_unique<engine::ModifyHeader>(
+            m.name(), m.value(), m.remove(), *std::move(re), *std::move(inner)));
+      }
+      case ScannerSpec::kCheckLevel: {
+        const auto& c = spec.check_level();
+        std::string sub = absl::StrCat(path, ".check_level");
+        auto test = BuildInner(c.test(), absl::StrCat(sub, ".test"));
+        if (!test.ok()) return test.status();
+        std::vector<std::pair<double, ScannerPtr>> branches;
+        for (int i = 0; i < c.levels_size(); ++i) {
+          auto b = BuildInner(c.levels(i).scanners(), absl::StrCat(sub, ".levels[", i, "]"));
+          if (!b.ok()) return b.status();
+          branches.emplace_back(c.levels(i).min(), *std::move(b));
+        }
+        return ScannerPtr(
+            std::make_unique<engine::CheckLevel>(*std::move(test), std::move(branches)));
+      }
+      case ScannerSpec::kCustomAction: {
+        const auto& c = spec.custom_action();
+        std::string sub = absl::StrCat(path, ".custom_action");
+        using D = engine::CustomAction::Disposition;
+        D d;
+        switch (c.outcome()) {
+          case common::v1::REJECT: d = D::kReject; break;
+          case common::v1::DROP: d = D::kDrop; break;
+          case common::v1::TEMPFAIL: d = D::kTempfail; break;
+          case common::v1::FORCED_PASS: d = D::kDeliver; break;
+          default:
+            return absl::InvalidArgumentError(absl::StrCat(
+                config_.path, ": ", sub, ".outcome: one of REJECT, DROP, TEMPFAIL, FORCED_PASS"));
+        }
+        auto inner = BuildInner(c.scanners(), sub);
+        if (!inner.ok()) return inner.status();
+        auto re = Regexp(c.onlyif(), absl::StrCat(sub, ".onlyif"));
+        if (!re.ok()) return re.status();
+        return ScannerPtr(
+            std::make_unique<engine::CustomAction>(d, c.reply(), *std::move(re), *std::move(inner)));
+      }
+      case ScannerSpec::kCache: {
+        auto inner = BuildInner(spec.cache().scanners(), absl::StrCat(path, ".cache"));
+        if (!inner.ok()) return inner.status();
+        return ScannerPtr(std::make_unique<engine::Cache>(spec.cache().name(), *std::move(inner)));
       }
       case ScannerSpec::kSpamassassind: {
         auto s = scanners::SpamdScanner::Create(

@@ -18,12 +18,12 @@ std::string DescribeAll(const std::vector<ScannerPtr>& scanners) {
   });
 }
 
+}  // namespace
+
 ScanResult Wrap(ScanResult r, absl::string_view wrapper) {
   r.path = absl::StrCat(wrapper, "(", r.path, ")");
   return r;
 }
-
-}  // namespace
 
 std::string Stars(double level) {
   int n = std::clamp(static_cast<int>(std::floor(level * 10)), 0, 50);

@@ -160,6 +160,9 @@ class CountScans final : public Scanner {
   ScannerPtr inner_;
 };
 
+// `r` with its path wrapped: "wrapper(" + path + ")".
+ScanResult Wrap(ScanResult r, absl::string_view wrapper);
+
 // SAGATOR's stars: one '*' per tenth of level, at most 50.
 std::string Stars(double level);
 

@@ -12,6 +12,7 @@
 #define SAGATOR_SCANNER_SVC_ENGINE_SCANNER_H_
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -126,6 +127,7 @@ class ScanContext {
   ScanContext Child(absl::string_view data, PartInfo part) const {
     ScanContext c(data, envelope_, deadline_, cancelled_);
     c.part_ = std::move(part);
+    c.cache_ = cache_;
     return c;
   }
   void MergeChild(const ScanContext& child) {
@@ -170,6 +172,15 @@ class ScanContext {
   void RequestQuarantine(QuarantineRequest request) { quarantine_.push_back(std::move(request)); }
   const std::vector<QuarantineRequest>& quarantine_requests() const { return quarantine_; }
 
+  // cache('VAR', ...): results remembered for this message (its parts included).
+  const ScanResult* Cached(const std::string& name) const {
+    auto it = cache_->find(name);
+    return it == cache_->end() ? nullptr : &it->second;
+  }
+  void Remember(const std::string& name, ScanResult result) {
+    (*cache_)[name] = std::move(result);
+  }
+
   void AddHeaderEdit(HeaderEdit edit) { edits_.push_back(std::move(edit)); }
   const std::vector<HeaderEdit>& header_edits() const { return edits_; }
 
@@ -190,6 +201,8 @@ class ScanContext {
   std::vector<QuarantineRequest> quarantine_;
   std::optional<std::string> rewritten_;
   std::optional<PartInfo> part_;
+  std::shared_ptr<std::map<std::string, ScanResult>> cache_ =
+      std::make_shared<std::map<std::string, ScanResult>>();
 };
 
 // One node of a scanner tree.
