@@ -1,5 +1,6 @@
 #include "scanner-svc/engine/scanner.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
 namespace sagator::engine {
@@ -8,6 +9,26 @@ absl::Status ScanContext::CheckAlive() const {
   if (cancelled_ && cancelled_()) return absl::CancelledError("the caller cancelled the scan");
   if (absl::Now() >= deadline_) return absl::DeadlineExceededError("scan deadline exceeded");
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<ScanResult>> ScanPart(const Scanner& inner, ScanContext& ctx,
+                                                   absl::string_view data, PartInfo part,
+                                                   bool show_name, std::string* not_scanned,
+                                                   absl::string_view fallback) {
+  std::string name = show_name ? part.filename : "";
+  ScanContext child = ctx.Child(data, std::move(part));
+  absl::StatusOr<ScanResult> r = inner.Scan(child);
+  ctx.MergeChild(child);
+  if (!r.ok()) return r.status();
+  if (r->not_scanned && !r->detected()) {
+    *not_scanned = r->name.empty() ? std::string(fallback) : r->name;
+    return std::nullopt;
+  }
+  if (!r->detected()) return std::nullopt;
+  if (!name.empty()) {
+    r->output = absl::StrCat(r->output, r->output.empty() ? "" : " ", "(in ", name, ")");
+  }
+  return std::optional<ScanResult>(*std::move(r));
 }
 
 }  // namespace sagator::engine

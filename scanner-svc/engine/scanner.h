@@ -220,6 +220,17 @@ class Scanner {
 
 using ScannerPtr = std::unique_ptr<Scanner>;
 
+// For container scanners (parsemail, decompress): runs `inner` on `data` as one part
+// of ctx's message, in a child context with `part`, and merges the child's flags and
+// header edits back. Returns the detection, with "(in NAME)" added to its output when
+// part.filename is set and `show_name`, or nullopt; a part that was not scanned
+// (size limits) sets *not_scanned to its reason (or `fallback`), so the container
+// can say so instead of "clean".
+absl::StatusOr<std::optional<ScanResult>> ScanPart(const Scanner& inner, ScanContext& ctx,
+                                                   absl::string_view data, PartInfo part,
+                                                   bool show_name, std::string* not_scanned,
+                                                   absl::string_view fallback);
+
 }  // namespace sagator::engine
 
 #endif  // SAGATOR_SCANNER_SVC_ENGINE_SCANNER_H_

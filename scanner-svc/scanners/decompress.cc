@@ -126,19 +126,8 @@ class Unpacker {
                                                       const std::string& name, int depth) {
     engine::PartInfo part = ctx_.part().value_or(engine::PartInfo{});
     if (depth > 0) part.filename = name;
-    ScanContext child = ctx_.Child(data, std::move(part));
-    absl::StatusOr<ScanResult> r = inner_.Scan(child);
-    ctx_.MergeChild(child);
-    if (!r.ok()) return r.status();
-    if (r->not_scanned && !r->detected()) {
-      not_scanned_ = r->name.empty() ? "a member was not scanned" : r->name;
-      return std::nullopt;
-    }
-    if (!r->detected()) return std::nullopt;
-    if (depth > 0) {
-      r->output = absl::StrCat(r->output, r->output.empty() ? "" : " ", "(in ", name, ")");
-    }
-    return std::optional<ScanResult>(*std::move(r));
+    return engine::ScanPart(inner_, ctx_, data, std::move(part), /*show_name=*/depth > 0,
+                            &not_scanned_, "a member was not scanned");
   }
 
   void Limit(std::string why) {

@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "common/config.h"
 #include "scanner-svc/chain_set.h"
+#include "scanner-svc/testing/recording_scanner.h"
 #include "tests/harness/test_mail.h"
 #include "tests/testdata/corpus.h"
 
@@ -25,22 +26,6 @@ using ::sagator::testing::kEicar;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-// Detects EICAR's string and records the names and sizes it was given.
-class Recorder final : public engine::Scanner {
- public:
-  absl::StatusOr<ScanResult> Scan(ScanContext& ctx) const override {
-    names.push_back(ctx.part() ? ctx.part()->filename : "");
-    bytes += static_cast<int64_t>(ctx.message().size());
-    if (absl::StrContains(ctx.message(), "EICAR-STANDARD-ANTIVIRUS-TEST-FILE")) {
-      return ScanResult::Detected(1.0, "EICAR", "recorder()");
-    }
-    return ScanResult::Clean("recorder()");
-  }
-  std::string Describe() const override { return "recorder()"; }
-  mutable std::vector<std::string> names;
-  mutable int64_t bytes = 0;
-};
-
 struct Outcome {
   absl::StatusOr<ScanResult> result;
   std::vector<std::string> names;
@@ -48,13 +33,13 @@ struct Outcome {
 };
 
 Outcome Unpack(const std::string& data, DecompressLimits limits = {}) {
-  auto rec = std::make_unique<Recorder>();
-  Recorder* r = rec.get();
+  auto rec = std::make_unique<testing::RecordingScanner>();
+  testing::RecordingScanner* r = rec.get();
   Decompress d(std::move(rec), limits);
   ScanContext ctx(data, {}, absl::Now() + absl::Seconds(60));
   Outcome out{d.Scan(ctx), {}, 0};
-  out.names = r->names;
-  out.bytes = r->bytes;
+  for (const auto& part : r->seen) out.names.push_back(part.filename);
+  for (const auto& part_data : r->data) out.bytes += static_cast<int64_t>(part_data.size());
   return out;
 }
 

@@ -73,20 +73,8 @@ class Walker {
     }
     GByteArray* bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(out.get()));
     absl::string_view data(reinterpret_cast<const char*>(bytes->data), bytes->len);
-    ScanContext child = ctx_.Child(data, std::move(info));
-    absl::StatusOr<ScanResult> r = inner_.Scan(child);
-    ctx_.MergeChild(child);
-    if (!r.ok()) return r.status();
-    if (r->not_scanned && !r->detected()) {
-      not_scanned_ = r->name.empty() ? "a part was not scanned" : r->name;
-      return std::nullopt;
-    }
-    if (!r->detected()) return std::nullopt;
-    if (!child.part()->filename.empty()) {
-      r->output = absl::StrCat(r->output, r->output.empty() ? "" : " ", "(in ",
-                               child.part()->filename, ")");
-    }
-    return std::optional<ScanResult>(*std::move(r));
+    return engine::ScanPart(inner_, ctx_, data, std::move(info), /*show_name=*/true,
+                            &not_scanned_, "a part was not scanned");
   }
 
   const std::string& not_scanned() const { return not_scanned_; }

@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "scanner-svc/chain_set.h"
+#include "scanner-svc/testing/recording_scanner.h"
 #include "tests/harness/test_mail.h"
 
 namespace sagator::scanners {
@@ -25,21 +26,7 @@ using ::sagator::testing::kEicar;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-// Detects EICAR's string in what it is given and records every part it saw.
-class Recorder final : public engine::Scanner {
- public:
-  absl::StatusOr<ScanResult> Scan(ScanContext& ctx) const override {
-    seen.push_back(ctx.part().value_or(PartInfo{"<whole>", "", 0}));
-    data.emplace_back(ctx.message());
-    if (absl::StrContains(ctx.message(), "EICAR-STANDARD-ANTIVIRUS-TEST-FILE")) {
-      return ScanResult::Detected(1.0, "EICAR", "recorder()");
-    }
-    return ScanResult::Clean("recorder()");
-  }
-  std::string Describe() const override { return "recorder()"; }
-  mutable std::vector<PartInfo> seen;
-  mutable std::vector<std::string> data;
-};
+using Recorder = ::sagator::testing::RecordingScanner;
 
 struct Walked {
   absl::StatusOr<ScanResult> result;
