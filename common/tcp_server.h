@@ -42,6 +42,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "common/connection_counts.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
@@ -175,6 +176,9 @@ class TcpServer {
   // Where coroutines run blocking work (RunOnPool); valid after Start.
   asio::thread_pool& pool() { return *pool_; }
   int64_t active_connections() const { return active_.load(); }
+  ConnectionCounts counts() const {
+    return {accepted_.load(), refused_.load(), active_.load()};
+  }
   int64_t accepted_connections() const { return accepted_.load(); }
   int64_t refused_connections() const { return refused_.load(); }
 

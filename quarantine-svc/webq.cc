@@ -283,14 +283,16 @@ bool Webq::CsrfOk(const Session& session, const HttpRequest& request) const {
 
 absl::StatusOr<v1::Entry> Webq::Visible(const Session& session, const std::string& id,
                                         std::string* message) const {
-  absl::StatusOr<v1::Entry> entry = store_->Get(id, nullptr);
+  absl::StatusOr<v1::Entry> entry = store_->Get(id, message);
   if (!entry.ok()) return entry.status();
   bool mine = session.account->admin;
   for (const std::string& r : entry->envelope().recipients()) {
     mine = mine || session.addresses.count(Lower(r)) > 0;
   }
-  if (!mine) return absl::NotFoundError("no such message");
-  if (message != nullptr) return store_->Get(id, message);
+  if (!mine) {
+    if (message != nullptr) message->clear();
+    return absl::NotFoundError("no such message");
+  }
   return entry;
 }
 

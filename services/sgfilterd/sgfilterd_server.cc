@@ -108,8 +108,7 @@ class SgfilterdServer::Impl {
 
   SgfilterdStats stats() const {
     SgfilterdStats s;
-    s.connections = server_.accepted_connections();
-    s.refused_connections = server_.refused_connections();
+    static_cast<net::ConnectionCounts&>(s) = server_.counts();
     s.refused_memory = counters_.refused_memory;
     s.messages = counters_.messages;
     s.passed = counters_.passed;
@@ -121,7 +120,6 @@ class SgfilterdServer::Impl {
     s.too_large = counters_.too_large;
     s.timeouts = counters_.timeouts;
     s.client_aborts = counters_.client_aborts;
-    s.active_connections = server_.active_connections();
     s.buffered_bytes = budget_.used();
     return s;
   }

@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/connection_counts.h"
 #include "sagator/config/v1/config.pb.h"
 #include "common/scanner_client.h"
 #include "common/stats.h"
@@ -57,9 +58,7 @@ SgfilterdOptions OptionsFromConfig(const config::v1::Config& config,
                                    const config::v1::SgfilterdService& service);
 
 // Counters, for logs and tests.
-struct SgfilterdStats {
-  int64_t connections = 0;          // accepted and served
-  int64_t refused_connections = 0;  // over max_connections
+struct SgfilterdStats : net::ConnectionCounts {
   int64_t refused_memory = 0;       // over max_buffered_bytes
   int64_t messages = 0;             // scanned and answered (any code)
   int64_t passed = 0;               // 250
@@ -71,7 +70,6 @@ struct SgfilterdStats {
   int64_t too_large = 0;  // DATA length over max_message_size
   int64_t timeouts = 0;
   int64_t client_aborts = 0;       // closed before the message was complete
-  int64_t active_connections = 0;  // now
   int64_t buffered_bytes = 0;      // now
 };
 

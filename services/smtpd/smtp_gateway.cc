@@ -135,9 +135,7 @@ class SmtpGateway::Impl {
 
   GatewayStats stats() const {
     GatewayStats s;
-    s.connections = server_.accepted_connections();
-    s.refused_connections = server_.refused_connections();
-    s.active_connections = server_.active_connections();
+    static_cast<net::ConnectionCounts&>(s) = server_.counts();
     s.messages = counters_.messages;
     s.relayed = counters_.relayed;
     s.rejected = counters_.rejected;

@@ -27,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/connection_counts.h"
 #include "common/scanner_client.h"
 #include "common/stats.h"
 #include "sagator/config/v1/config.pb.h"
@@ -65,9 +66,7 @@ struct GatewayOptions {
 absl::StatusOr<GatewayOptions> OptionsFromConfig(const config::v1::Config& config,
                                                  const config::v1::Service& service);
 
-struct GatewayStats {
-  int64_t connections = 0;
-  int64_t refused_connections = 0;
+struct GatewayStats : net::ConnectionCounts {
   int64_t messages = 0;    // transactions that reached the end of DATA with a verdict
   int64_t relayed = 0;     // accepted by the next hop (all recipients, or some in LMTP)
   int64_t rejected = 0;    // 550 from the chain
@@ -77,7 +76,6 @@ struct GatewayStats {
   int64_t relay_failures = 0;  // next hop unavailable or refused temporarily
   int64_t refused_memory = 0;  // 452: max_buffered_bytes spent
   int64_t timeouts = 0;
-  int64_t active_connections = 0;
 };
 
 class SmtpGateway {

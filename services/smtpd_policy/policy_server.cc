@@ -123,9 +123,7 @@ class PolicyServer::Impl {
 
   PolicyServerStats stats() const {
     PolicyServerStats s;
-    s.connections = server_.accepted_connections();
-    s.refused_connections = server_.refused_connections();
-    s.active_connections = server_.active_connections();
+    static_cast<net::ConnectionCounts&>(s) = server_.counts();
     s.requests = counters_.requests;
     s.dunno = counters_.dunno;
     s.ok = counters_.ok;

@@ -28,6 +28,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/connection_counts.h"
 #include "common/scanner_client.h"
 #include "common/stats.h"
 #include "sagator/config/v1/config.pb.h"
@@ -65,10 +66,7 @@ struct PolicyServerOptions {
 PolicyServerOptions OptionsFromConfig(const config::v1::SmtpdPolicyService& service);
 
 // Counters, for logs and tests.
-struct PolicyServerStats {
-  int64_t connections = 0;          // accepted and served
-  int64_t refused_connections = 0;  // over max_children, closed without an answer
-  int64_t active_connections = 0;   // now
+struct PolicyServerStats : net::ConnectionCounts {
   int64_t requests = 0;             // request blocks answered (any action)
   // Answers by action.
   int64_t dunno = 0;
