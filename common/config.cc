@@ -136,6 +136,15 @@ class Converter {
   std::string current_chain_;
 };
 
+// The field a YAML key names: its own name or its `alias`.
+const FieldDescriptor* FieldForKey(const Descriptor* d, const std::string& key) {
+  if (const FieldDescriptor* f = d->FindFieldByName(key)) return f;
+  for (int i = 0; i < d->field_count(); ++i) {
+    if (d->field(i)->options().GetExtension(config::v1::alias) == key) return d->field(i);
+  }
+  return nullptr;
+}
+
 absl::Status Converter::ConvertMessage(const YAML::Node& in, const YAML::Mark& mark,
                                        Message* msg, const std::string& path) {
   const Descriptor* d = msg->GetDescriptor();
@@ -153,7 +162,7 @@ absl::Status Converter::ConvertMessage(const YAML::Node& in, const YAML::Mark& m
   }
   // A bare word names a kind without parameters: "- nothing".
   if (node.IsScalar() && IsOneofOnly(d)) {
-    const FieldDescriptor* f = d->FindFieldByName(node.Scalar());
+    const FieldDescriptor* f = FieldForKey(d, node.Scalar());
     if (f == nullptr) {
       std::vector<std::string> names;
       for (int i = 0; i < d->field_count(); ++i) names.push_back(d->field(i)->name());
@@ -181,7 +190,7 @@ absl::Status Converter::ConvertMessage(const YAML::Node& in, const YAML::Mark& m
     if (!key.IsScalar()) return Error(key.Mark(), path, "keys must be plain words");
     std::string name = key.Scalar();
     std::string sub = path.empty() ? name : absl::StrCat(path, ".", name);
-    const FieldDescriptor* f = d->FindFieldByName(name);
+    const FieldDescriptor* f = FieldForKey(d, name);
     if (f == nullptr) {
       std::vector<std::string> names;
       for (int i = 0; i < d->field_count(); ++i) names.push_back(d->field(i)->name());
@@ -189,7 +198,7 @@ absl::Status Converter::ConvertMessage(const YAML::Node& in, const YAML::Mark& m
                    absl::StrCat("unknown key '", name, "' (allowed here: ",
                                 absl::StrJoin(names, ", "), ")"));
     }
-    if (!seen.insert(name).second) {
+    if (!seen.insert(f->name()).second) {
       return Error(key.Mark(), sub, absl::StrCat("duplicate key '", name, "'"));
     }
     if (f->containing_oneof() != nullptr && !f->containing_oneof()->is_synthetic()) {

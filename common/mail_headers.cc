@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 
 namespace sagator {
 namespace {
@@ -242,6 +243,36 @@ bool FindHeaderValue(absl::string_view message, absl::string_view name, std::str
     return true;
   }
   return false;
+}
+
+std::string ExpandVariables(absl::string_view tmpl,
+                            const std::map<std::string, std::string>& vars) {
+  std::string out;
+  size_t i = 0;
+  while (i < tmpl.size()) {
+    if (tmpl.compare(i, 2, "%(") == 0) {
+      size_t close = tmpl.find(")s", i + 2);
+      if (close != absl::string_view::npos) {
+        auto it = vars.find(std::string(tmpl.substr(i + 2, close - i - 2)));
+        if (it != vars.end()) {
+          out += it->second;
+          i = close + 2;
+          continue;
+        }
+      }
+    }
+    out.push_back(tmpl[i++]);
+  }
+  return out;
+}
+
+std::string Rfc2822Date(absl::Time t) {
+  return absl::FormatTime("%a, %d %b %Y %H:%M:%S +0000", t, absl::UTCTimeZone());
+}
+
+std::string CrlfLines(absl::string_view text) {
+  std::string lf = absl::StrReplaceAll(text, {{"\r\n", "\n"}});
+  return absl::StrReplaceAll(lf, {{"\n", "\r\n"}});
 }
 
 }  // namespace sagator

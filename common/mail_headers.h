@@ -15,10 +15,12 @@
 #define SAGATOR_COMMON_MAIL_HEADERS_H_
 
 #include <cstddef>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "google/protobuf/repeated_field.h"
 #include "sagator/common/v1/common.pb.h"
 
@@ -69,6 +71,17 @@ std::string ApplyHeaderEdits(
 // The unfolded value of the first field named `name` (case-insensitive), without the
 // leading whitespace and line ends; false when the header has no such field.
 bool FindHeaderValue(absl::string_view message, absl::string_view name, std::string* value);
+
+// Replaces %(NAME)s with vars[NAME] (SAGATOR's templates); unknown names stay as
+// they are.
+std::string ExpandVariables(absl::string_view tmpl,
+                            const std::map<std::string, std::string>& vars);
+
+// `t` as an RFC 5322 Date value, in UTC.
+std::string Rfc2822Date(absl::Time t);
+
+// `text` with CRLF line ends throughout, as SMTP wants them.
+std::string CrlfLines(absl::string_view text);
 
 }  // namespace sagator
 

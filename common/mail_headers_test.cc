@@ -201,5 +201,13 @@ TEST(FindHeaderValue, UnfoldsAndMatchesCaseInsensitively) {
   EXPECT_FALSE(FindHeaderValue("A: 1\n\nSubject: body", "Subject", &v));
 }
 
+TEST(ExpandVariables, ExpandsKnownNamesOnly) {
+  EXPECT_EQ(ExpandVariables("a %(X)s b %(Y)s %(X", {{"X", "1"}}), "a 1 b %(Y)s %(X");
+}
+
+TEST(CrlfLines, MakesEveryLineEndCrlf) {
+  EXPECT_EQ(CrlfLines("a\nb\r\nc\n"), "a\r\nb\r\nc\r\n");
+}
+
 }  // namespace
 }  // namespace sagator

@@ -24,16 +24,6 @@
 namespace sagator::quarantine {
 namespace {
 
-std::string Rfc2822Date(absl::Time t) {
-  return absl::FormatTime("%a, %d %b %Y %H:%M:%S +0000", t, absl::UTCTimeZone());
-}
-
-// CRLF line ends throughout, as SMTP wants them.
-std::string Crlf(absl::string_view text) {
-  std::string lf = absl::StrReplaceAll(text, {{"\r\n", "\n"}});
-  return absl::StrReplaceAll(lf, {{"\n", "\r\n"}});
-}
-
 absl::StatusOr<std::vector<std::shared_ptr<RE2>>> Patterns(
     const LoadedConfig& config, const google::protobuf::RepeatedPtrField<std::string>& list,
     const char* key) {
@@ -55,27 +45,6 @@ bool AnyMatch(const std::vector<std::shared_ptr<RE2>>& patterns, const std::stri
 }
 
 }  // namespace
-
-std::string ExpandReportTemplate(absl::string_view tmpl,
-                                 const std::map<std::string, std::string>& vars) {
-  std::string out;
-  size_t i = 0;
-  while (i < tmpl.size()) {
-    if (tmpl.compare(i, 2, "%(") == 0) {
-      size_t close = tmpl.find(")s", i + 2);
-      if (close != absl::string_view::npos) {
-        auto it = vars.find(std::string(tmpl.substr(i + 2, close - i - 2)));
-        if (it != vars.end()) {
-          out += it->second;
-          i = close + 2;
-          continue;
-        }
-      }
-    }
-    out.push_back(tmpl[i++]);
-  }
-  return out;
-}
 
 absl::StatusOr<ReporterOptions> ReporterOptionsFromConfig(
     const LoadedConfig& config, const config::v1::ReporterService& spec,
@@ -150,7 +119,7 @@ std::vector<Digest> Reporter::Render(const std::vector<v1::Entry>& entries,
           {"RELEASE_URL", absl::StrCat(options_.webq_url, "/r?t=", net::UrlEncode(token))},
       };
       if (!items.count(target)) order.push_back(target);
-      items[target].push_back(ExpandReportTemplate(options_.body, vars));
+      items[target].push_back(ExpandVariables(options_.body, vars));
     }
   }
   std::vector<Digest> out;
@@ -161,10 +130,10 @@ std::vector<Digest> Reporter::Render(const std::vector<v1::Entry>& entries,
                                                {"COUNT", absl::StrCat(list.size())},
                                                {"DATE", Rfc2822Date(now)},
                                                {"WEBQ", absl::StrCat(options_.webq_url, "/")}};
-    std::string text = absl::StrCat(ExpandReportTemplate(options_.begin, vars),
+    std::string text = absl::StrCat(ExpandVariables(options_.begin, vars),
                                     absl::StrJoin(list, ""),
-                                    ExpandReportTemplate(options_.end, vars));
-    text = Crlf(text);
+                                    ExpandVariables(options_.end, vars));
+    text = CrlfLines(text);
     // The fields a digest needs that the template may not give.
     std::vector<common::v1::HeaderEdit> edits;
     auto add = [&](const char* name, std::string value) {
@@ -191,14 +160,7 @@ std::vector<Digest> Reporter::Render(const std::vector<v1::Entry>& entries,
 absl::Status Reporter::Send(const Digest& digest) const {
   auto client = RelayClient(options_.relay, options_.relay_timeout, options_.helo_name);
   if (!client.ok()) return client.status();
-  smtpd::NextHopClient& hop = **client;
-  smtpd::Reply r = hop.Mail(options_.from, static_cast<int64_t>(digest.message.size()), true, {});
-  if (r.positive()) r = hop.Recipient(digest.to);
-  if (r.positive()) {
-    std::vector<smtpd::Reply> done = hop.Data(digest.message, 1);
-    r = done.empty() ? smtpd::Reply{451, "4.4.1", "no reply to DATA"} : done.front();
-  }
-  hop.Quit();
+  smtpd::Reply r = smtpd::SendMessage(**client, options_.from, {digest.to}, digest.message);
   if (r.positive()) return absl::OkStatus();
   std::string why = absl::StrCat("relay ", options_.relay, " for ", digest.to, ": ", r.code, " ",
                                  r.enhanced, " ", r.text);

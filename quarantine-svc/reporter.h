@@ -85,10 +85,6 @@ class Reporter {
   const Signer signer_;
 };
 
-// Replaces %(NAME)s with vars[NAME]; unknown names stay as they are.
-std::string ExpandReportTemplate(absl::string_view tmpl,
-                                 const std::map<std::string, std::string>& vars);
-
 }  // namespace sagator::quarantine
 
 #endif  // SAGATOR_QUARANTINE_SVC_REPORTER_H_

@@ -159,9 +159,6 @@ TEST_F(ReporterTest, ARelayThatIsDownKeepsThePeriodForTheNextRun) {
   EXPECT_EQ(sink2.WaitForMessages(2, absl::Seconds(10)).size(), 2u);
 }
 
-TEST(ReportTemplate, ExpandsKnownNamesOnly) {
-  EXPECT_EQ(ExpandReportTemplate("a %(X)s b %(Y)s %(X", {{"X", "1"}}), "a 1 b %(Y)s %(X");
-}
 
 }  // namespace
 }  // namespace sagator::quarantine

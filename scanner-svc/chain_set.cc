@@ -18,11 +18,17 @@
 #include "scanner-svc/scanners/basic.h"
 #include "scanner-svc/scanners/clamd.h"
 #include "scanner-svc/scanners/decompress.h"
+#include "scanner-svc/scanners/files.h"
+#include "scanner-svc/scanners/find.h"
 #include "scanner-svc/scanners/libclam.h"
 #include "scanner-svc/scanners/parsemail.h"
 #include "scanner-svc/scanners/policy.h"
+#include "scanner-svc/scanners/logging.h"
 #include "scanner-svc/scanners/quarantine.h"
+#include "scanner-svc/scanners/report.h"
+#include "scanner-svc/scanners/rspamd.h"
 #include "scanner-svc/scanners/spamd.h"
+#include "services/smtpd/next_hop.h"
 
 namespace sagator {
 namespace {
@@ -122,11 +128,51 @@ class TreeBuilder {
     return std::shared_ptr<const scanners::ClamEngine>(*e);
   }
 
+  // Database `name`, opened once.
+  absl::StatusOr<std::shared_ptr<sql::Database>> Db(const std::string& name) {
+    auto it = dbs_.find(name);
+    if (it != dbs_.end()) return it->second;
+    auto db = sql::Open(config_.proto.databases().at(name), config_.base_dir);
+    if (!db.ok()) return db.status();
+    dbs_[name] = *db;
+    return *db;
+  }
+
+  // The scan_log table of database `name`, migrated once.
+  absl::StatusOr<std::shared_ptr<scanners::ScanLog>> Log(const std::string& name) {
+    auto it = logs_.find(name);
+    if (it != logs_.end()) return it->second;
+    auto db = Db(name);
+    if (!db.ok()) return db.status();
+    auto log = scanners::ScanLog::Open(*db);
+    if (!log.ok()) return log.status();
+    std::shared_ptr<scanners::ScanLog> shared = *std::move(log);
+    logs_[name] = shared;
+    return shared;
+  }
+
+  // A find scanner's sets, and its default checked against them.
+  absl::StatusOr<std::map<std::string, ScannerPtr>> Sets(
+      const google::protobuf::Map<std::string, config::v1::ScannerList>& specs,
+      const std::string& default_set, const std::string& path) {
+    std::map<std::string, ScannerPtr> sets;
+    for (const auto& [name, list] : specs) {
+      auto inner = BuildInner(list.scanners(), absl::StrCat(path, ".sets.", name));
+      if (!inner.ok()) return inner.status();
+      sets[name] = *std::move(inner);
+    }
+    if (!default_set.empty() && !sets.count(default_set)) {
+      return absl::InvalidArgumentError(absl::StrCat(config_.path, ": ", path, ".default: '",
+                                                     default_set, "' is not under sets"));
+    }
+    return sets;
+  }
+
   // The policy store on database `name`, opened (and migrated) once per database.
   absl::StatusOr<std::shared_ptr<policy::PolicyStore>> Store(const std::string& name) {
     auto it = stores_.find(name);
     if (it != stores_.end()) return it->second;
-    auto db = sql::Open(config_.proto.databases().at(name), config_.base_dir);
+    auto db = Db(name);
     if (!db.ok()) return db.status();
     auto store = policy::PolicyStore::Open(*db);
     if (!store.ok()) return store.status();
@@ -143,6 +189,8 @@ class TreeBuilder {
       case ScannerSpec::kLibclam:
       case ScannerSpec::kClamd:
       case ScannerSpec::kSpamassassind:
+      case ScannerSpec::kRspamd:
+      case ScannerSpec::kFileMagic:
       case ScannerSpec::kStringScan:
       case ScannerSpec::kRegexpScan:
       case ScannerSpec::kMaxFileSize:
@@ -381,6 +429,146 @@ class TreeBuilder {
         }
         return ScannerPtr(std::make_unique<engine::Quarantine>(sink, *std::move(inner)));
       }
+      case ScannerSpec::kFileMagic: {
+        if (magic_ == nullptr) {
+          auto m = scanners::Magic::Load();
+          if (!m.ok()) return with_path(m.status());
+          magic_ = *m;
+        }
+        std::vector<scanners::FileMagicRule> rules;
+        for (int i = 0; i < spec.file_magic().rules_size(); ++i) {
+          const auto& r = spec.file_magic().rules(i);
+          std::string sub = absl::StrCat(path, ".file_magic.rules[", i, "]");
+          if (r.mime().empty() && r.description().empty()) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(config_.path, ": ", sub, ": needs mime or description"));
+          }
+          scanners::FileMagicRule rule;
+          if (!r.mime().empty()) {
+            auto re = Regexp(r.mime(), absl::StrCat(sub, ".mime"));
+            if (!re.ok()) return re.status();
+            rule.mime = *std::move(re);
+          }
+          if (!r.description().empty()) {
+            auto re = Regexp(r.description(), absl::StrCat(sub, ".description"));
+            if (!re.ok()) return re.status();
+            rule.description = *std::move(re);
+          }
+          rule.name = r.name();
+          rule.level = r.level();
+          rules.push_back(std::move(rule));
+        }
+        return ScannerPtr(std::make_unique<scanners::FileMagic>(magic_, std::move(rules)));
+      }
+      case ScannerSpec::kBuffer2File:
+      case ScannerSpec::kBuffer2Mbox: {
+        bool mbox = spec.kind_case() == ScannerSpec::kBuffer2Mbox;
+        const auto& b = mbox ? spec.buffer2mbox() : spec.buffer2file();
+        auto inner = BuildInner(b.scanners(),
+                                absl::StrCat(path, mbox ? ".buffer2mbox" : ".buffer2file"));
+        if (!inner.ok()) return inner.status();
+        std::string dir = b.tmp_dir().empty() ? "" : config_.ResolvePath(b.tmp_dir());
+        return ScannerPtr(std::make_unique<scanners::BufferToFile>(dir, mbox, *std::move(inner)));
+      }
+      case ScannerSpec::kFile2Buffer: {
+        auto inner = BuildInner(spec.file2buffer().scanners(), absl::StrCat(path, ".file2buffer"));
+        if (!inner.ok()) return inner.status();
+        return ScannerPtr(std::make_unique<scanners::FileToBuffer>(*std::move(inner)));
+      }
+      case ScannerSpec::kRspamd: {
+        auto s = scanners::RspamdScanner::Create(
+            spec.rspamd(), [this](absl::string_view p) { return config_.ResolvePath(p); });
+        if (!s.ok()) return with_path(s.status());
+        return ScannerPtr(*std::move(s));
+      }
+      case ScannerSpec::kReport:
+      case ScannerSpec::kReportRecipients: {
+        bool own = spec.kind_case() == ScannerSpec::kReportRecipients;
+        const auto& r = own ? spec.report_recipients() : spec.report();
+        std::string sub = absl::StrCat(path, own ? ".report_recipients" : ".report");
+        if (!own && r.recipients().empty()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(config_.path, ": ", sub, ".recipients: needs at least one"));
+        }
+        if (auto a = smtpd::ParseNextHop(r.relay()); !a.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(config_.path, ": ", sub, ".relay: ", a.status().message()));
+        }
+        auto re = Regexp(r.onlyif(), absl::StrCat(sub, ".onlyif"));
+        if (!re.ok()) return re.status();
+        auto inner = BuildInner(r.scanners(), sub);
+        if (!inner.ok()) return inner.status();
+        scanners::ReportOptions o;
+        o.recipients.assign(r.recipients().begin(), r.recipients().end());
+        o.to_envelope_recipients = own;
+        o.from = r.from();
+        o.template_text = r.template_();
+        o.relay = r.relay();
+        o.timeout = ToDuration(r.timeout());
+        o.helo_name = config_.proto.global().hostname().empty()
+                          ? MachineHostname()
+                          : config_.proto.global().hostname();
+        o.max_body = r.max_body();
+        return ScannerPtr(std::make_unique<engine::FinishAfter>(
+            own ? "report_recipients" : "report",
+            std::make_shared<scanners::Report>(std::move(o)), *std::move(re), *std::move(inner)));
+      }
+      case ScannerSpec::kLog: {
+        auto inner = BuildInner(spec.log().scanners(), absl::StrCat(path, ".log"));
+        if (!inner.ok()) return inner.status();
+        return ScannerPtr(std::make_unique<engine::FinishAfter>(
+            "log", std::make_shared<scanners::LogLine>(), nullptr, *std::move(inner)));
+      }
+      case ScannerSpec::kLogSql: {
+        auto inner = BuildInner(spec.log_sql().scanners(), absl::StrCat(path, ".log_sql"));
+        if (!inner.ok()) return inner.status();
+        auto log = Log(spec.log_sql().db());
+        if (!log.ok()) return with_path(log.status());
+        return ScannerPtr(std::make_unique<engine::FinishAfter>(
+            "log_sql", std::make_shared<scanners::SqlLogWriter>(*log), nullptr,
+            *std::move(inner)));
+      }
+      case ScannerSpec::kLogCleanup: {
+        auto log = Log(spec.log_cleanup().db());
+        if (!log.ok()) return with_path(log.status());
+        return ScannerPtr(std::make_unique<scanners::LogCleanup>(
+            *log, ToDuration(spec.log_cleanup().keep()),
+            ToDuration(spec.log_cleanup().interval())));
+      }
+      case ScannerSpec::kRegexpFind: {
+        const auto& f = spec.regexp_find();
+        std::string sub = absl::StrCat(path, ".regexp_find");
+        auto sets = Sets(f.sets(), f.default_(), sub);
+        if (!sets.ok()) return sets.status();
+        std::vector<std::pair<std::unique_ptr<RE2>, std::string>> rules;
+        for (int i = 0; i < f.rules_size(); ++i) {
+          std::string rsub = absl::StrCat(sub, ".rules[", i, "]");
+          if (!sets->count(f.rules(i).set())) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                config_.path, ": ", rsub, ".set: '", f.rules(i).set(), "' is not under sets"));
+          }
+          auto re = Regexp(absl::StrCat("(?i)", f.rules(i).pattern()),
+                           absl::StrCat(rsub, ".pattern"));
+          if (!re.ok()) return re.status();
+          rules.emplace_back(*std::move(re), f.rules(i).set());
+        }
+        return ScannerPtr(std::make_unique<scanners::FindRouter>(
+            "regexp_find", scanners::RegexpLookup(std::move(rules)), *std::move(sets),
+            f.default_()));
+      }
+      case ScannerSpec::kSqlFind: {
+        const auto& f = spec.sql_find();
+        auto sets = Sets(f.sets(), f.default_(), absl::StrCat(path, ".sql_find"));
+        if (!sets.ok()) return sets.status();
+        auto db = Db(f.db());
+        if (!db.ok()) return with_path(db.status());
+        auto table = scanners::ScannerSetTable::Open(*db);
+        if (!table.ok()) return with_path(table.status());
+        std::shared_ptr<scanners::ScannerSetTable> t = *table;
+        return ScannerPtr(std::make_unique<scanners::FindRouter>(
+            "sql_find", [t](const std::string& r) { return t->Lookup(r); }, *std::move(sets),
+            f.default_()));
+      }
       case ScannerSpec::kChain: {
         absl::Status s = BuildChain(spec.chain());
         if (!s.ok()) return s;
@@ -399,6 +587,9 @@ class TreeBuilder {
   std::set<std::string> building_;
   std::map<std::string, std::shared_ptr<scanners::ClamEngine>> engines_;
   std::map<std::string, std::shared_ptr<policy::PolicyStore>> stores_;
+  std::map<std::string, std::shared_ptr<sql::Database>> dbs_;
+  std::map<std::string, std::shared_ptr<scanners::ScanLog>> logs_;
+  std::shared_ptr<scanners::Magic> magic_;
   std::map<std::string, std::shared_ptr<const engine::QuarantineSink>> quarantine_sinks_;
 };
 
@@ -547,7 +738,14 @@ absl::StatusOr<ChainVerdict> ChainSet::RunChain(absl::string_view chain,
   if (content && v.error.ok() && !ctx.quarantine_requests().empty()) {
     StoreInQuarantine(ctx, &v);
   }
-  return Finish(*it->second, std::move(v), content);
+  ChainVerdict out = Finish(*it->second, std::move(v), content);
+  if (content) {
+    // log, log_sql and report act on the decision, quarantine id included.
+    engine::Decision d{ctx.message(), &ctx.envelope(), &out.result,  out.outcome,
+                       out.sagator_id,  out.quarantine_id, ctx.deadline()};
+    for (const engine::FinishRequest& f : ctx.finish_requests()) f.finisher->Finish(d, f.trigger);
+  }
+  return out;
 }
 
 void ChainSet::StoreInQuarantine(const engine::ScanContext& ctx, ChainVerdict* v) const {

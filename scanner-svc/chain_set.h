@@ -32,8 +32,7 @@
 
 namespace sagator {
 
-// The version written into X-Sagator-Scanner.
-inline constexpr char kSagatorVersion[] = "2.0.0-cpp";
+using engine::kSagatorVersion;
 
 // The decision about one message.
 struct ChainVerdict {

@@ -12,7 +12,7 @@ PKGS=(
   python3-grpcio python3-grpc-tools procps
   postfix swaks miltertest libmilter-dev clamsmtp clamav-milter
   libgmime-3.0-dev libsodium-dev libarchive-dev libmagic-dev
-  spamassassin spamd spamc
+  spamassassin spamd spamc rspamd
   libpqxx-dev postgresql postgrey
   chromium fonts-dejavu-core
 )
@@ -46,6 +46,7 @@ if command -v service >/dev/null 2>&1; then
   $SUDO service postgrey stop >/dev/null 2>&1 || true
   # spamd as well: the tests start their own on a free port.
   $SUDO service spamd stop >/dev/null 2>&1 || true
+  $SUDO service rspamd stop >/dev/null 2>&1 || true
 fi
 # Keep them from coming back at boot where an init system manages services.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then

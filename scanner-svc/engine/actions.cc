@@ -137,4 +137,15 @@ absl::StatusOr<ScanResult> Cache::Scan(ScanContext& ctx) const {
 
 std::string Cache::Describe() const { return engine::Describe("cache", *inner_); }
 
+absl::StatusOr<ScanResult> FinishAfter::Scan(ScanContext& ctx) const {
+  absl::StatusOr<ScanResult> r = inner_->Scan(ctx);
+  if (!r.ok()) return r;
+  if (onlyif_ == nullptr || (r->detected() && RE2::PartialMatch(r->name, *onlyif_))) {
+    ctx.RequestFinish({finisher_.get(), *r});
+  }
+  return Wrap(*std::move(r), kind_);
+}
+
+std::string FinishAfter::Describe() const { return engine::Describe(kind_, *inner_); }
+
 }  // namespace sagator::engine

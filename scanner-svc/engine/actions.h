@@ -1,5 +1,6 @@
 // SAGATOR's interscanners that shape what happens to a message rather than detect:
-// recover, retry, modify_subject, modify_header, check_level, custom_action, cache.
+// recover, retry, modify_subject, modify_header, check_level, custom_action, cache,
+// and the wrapper of the scanners that act once the chain has decided (log, report).
 // Each wraps inner scanners built by the chain builder.
 #ifndef SAGATOR_SCANNER_SVC_ENGINE_ACTIONS_H_
 #define SAGATOR_SCANNER_SVC_ENGINE_ACTIONS_H_
@@ -123,6 +124,27 @@ class Cache final : public Scanner {
 
  private:
   std::string name_;
+  ScannerPtr inner_;
+};
+
+// log/log_sql/report(scanners): runs the inner scanners and asks for `finisher` to
+// run once the chain has decided: for every message when `onlyif` is null, else
+// only for detections whose name onlyif finds. The result passes through.
+class FinishAfter final : public Scanner {
+ public:
+  FinishAfter(std::string kind, std::shared_ptr<const Finisher> finisher,
+              std::unique_ptr<RE2> onlyif, ScannerPtr inner)
+      : kind_(std::move(kind)),
+        finisher_(std::move(finisher)),
+        onlyif_(std::move(onlyif)),
+        inner_(std::move(inner)) {}
+  absl::StatusOr<ScanResult> Scan(ScanContext& ctx) const override;
+  std::string Describe() const override;
+
+ private:
+  std::string kind_;
+  std::shared_ptr<const Finisher> finisher_;
+  std::unique_ptr<RE2> onlyif_;
   ScannerPtr inner_;
 };
 

@@ -20,16 +20,6 @@ std::string DescribeAll(const std::vector<ScannerPtr>& scanners) {
 
 }  // namespace
 
-ScanResult Wrap(ScanResult r, absl::string_view wrapper) {
-  r.path = absl::StrCat(wrapper, "(", r.path, ")");
-  return r;
-}
-
-std::string Stars(double level) {
-  int n = std::clamp(static_cast<int>(std::floor(level * 10)), 0, 50);
-  return std::string(n, '*');
-}
-
 std::string ExpandTemplate(absl::string_view tmpl, const ScanResult& r) {
   std::string level = absl::StrFormat("%.2f", r.level);
   return absl::StrReplaceAll(tmpl, {{"%(VIRNAME)s", r.name},

@@ -160,12 +160,6 @@ class CountScans final : public Scanner {
   ScannerPtr inner_;
 };
 
-// `r` with its path wrapped: "wrapper(" + path + ")".
-ScanResult Wrap(ScanResult r, absl::string_view wrapper);
-
-// SAGATOR's stars: one '*' per tenth of level, at most 50.
-std::string Stars(double level);
-
 // Expands %(VIRNAME)s, %(LEVEL)s, %(STARS)s, and the short forms %V, %L, %S
 // (scanner path) in a template.
 std::string ExpandTemplate(absl::string_view tmpl, const ScanResult& r);

@@ -1,5 +1,8 @@
 #include "scanner-svc/engine/scanner.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -29,6 +32,16 @@ absl::StatusOr<std::optional<ScanResult>> ScanPart(const Scanner& inner, ScanCon
     r->output = absl::StrCat(r->output, r->output.empty() ? "" : " ", "(in ", name, ")");
   }
   return std::optional<ScanResult>(*std::move(r));
+}
+
+ScanResult Wrap(ScanResult r, absl::string_view wrapper) {
+  r.path = absl::StrCat(wrapper, "(", r.path, ")");
+  return r;
+}
+
+std::string Stars(double level) {
+  int n = std::clamp(static_cast<int>(std::floor(level * 10)), 0, 50);
+  return std::string(n, '*');
 }
 
 }  // namespace sagator::engine

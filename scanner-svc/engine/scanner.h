@@ -25,6 +25,9 @@
 
 namespace sagator::engine {
 
+// The version in X-Sagator-Scanner and in reports.
+inline constexpr char kSagatorVersion[] = "2.0.0-cpp";
+
 // SAGATOR's result triple, plus where it came from.
 struct ScanResult {
   // >= 1.0 means detected; spam scanners give fractions (score / required).
@@ -111,6 +114,34 @@ struct QuarantineRequest {
   ScanResult result;
 };
 
+// How the chain decided a message, for the scanners that act once it has (log,
+// log_sql, report): the final outcome, the X-Sagator-ID and the quarantine id.
+struct Decision {
+  absl::string_view message;
+  const MessageEnvelope* envelope = nullptr;
+  // The chain's result (for an error: its message in output).
+  const ScanResult* result = nullptr;
+  // A sagator.common.v1.Outcome value.
+  int outcome = 0;
+  std::string sagator_id;
+  std::string quarantine_id;
+  absl::Time deadline;
+};
+
+// A scanner's action that runs after the chain has decided. Thread-safe; failures
+// are its own to log: the decision stands.
+class Finisher {
+ public:
+  virtual ~Finisher() = default;
+  // `trigger` is the result of the finisher's inner scanners for this message.
+  virtual void Finish(const Decision& decision, const ScanResult& trigger) const = 0;
+};
+
+struct FinishRequest {
+  const Finisher* finisher = nullptr;
+  ScanResult trigger;
+};
+
 // Per-message state of one scan. Not thread-safe: one scan, one thread.
 class ScanContext {
  public:
@@ -137,6 +168,7 @@ class ScanContext {
     if (reply_text_.empty()) reply_text_ = child.reply_text_;
     edits_.insert(edits_.end(), child.edits_.begin(), child.edits_.end());
     quarantine_.insert(quarantine_.end(), child.quarantine_.begin(), child.quarantine_.end());
+    finish_.insert(finish_.end(), child.finish_.begin(), child.finish_.end());
   }
   // The part this context scans; nullopt for the whole message.
   const std::optional<PartInfo>& part() const { return part_; }
@@ -172,6 +204,16 @@ class ScanContext {
   void RequestQuarantine(QuarantineRequest request) { quarantine_.push_back(std::move(request)); }
   const std::vector<QuarantineRequest>& quarantine_requests() const { return quarantine_; }
 
+  // Set by log, log_sql and report: run by the chain runner once the chain has
+  // decided (after the quarantine store), in the order they were asked for.
+  void RequestFinish(FinishRequest request) { finish_.push_back(std::move(request)); }
+  const std::vector<FinishRequest>& finish_requests() const { return finish_; }
+
+  // buffer2file: the message is also in this file, for scanners that read files
+  // (clamd's SCAN). Unset for parts and under file2buffer.
+  const std::optional<std::string>& file_path() const { return file_path_; }
+  void set_file_path(std::optional<std::string> path) { file_path_ = std::move(path); }
+
   // cache('VAR', ...): results remembered for this message (its parts included).
   const ScanResult* Cached(const std::string& name) const {
     auto it = cache_->find(name);
@@ -185,7 +227,10 @@ class ScanContext {
   const std::vector<HeaderEdit>& header_edits() const { return edits_; }
 
   // Replaces the message for the scanners that follow and for delivery.
-  void RewriteMessage(std::string message) { rewritten_ = std::move(message); }
+  void RewriteMessage(std::string message) {
+    rewritten_ = std::move(message);
+    file_path_.reset();  // the file holds the old message
+  }
   const std::optional<std::string>& rewritten() const { return rewritten_; }
 
  private:
@@ -199,6 +244,8 @@ class ScanContext {
   std::string reply_text_;
   std::vector<HeaderEdit> edits_;
   std::vector<QuarantineRequest> quarantine_;
+  std::vector<FinishRequest> finish_;
+  std::optional<std::string> file_path_;
   std::optional<std::string> rewritten_;
   std::optional<PartInfo> part_;
   std::shared_ptr<std::map<std::string, ScanResult>> cache_ =
@@ -219,6 +266,12 @@ class Scanner {
 };
 
 using ScannerPtr = std::unique_ptr<Scanner>;
+
+// `r` with its path wrapped: "wrapper(" + path + ")".
+ScanResult Wrap(ScanResult r, absl::string_view wrapper);
+
+// SAGATOR's stars: one '*' per tenth of level, at most 50.
+std::string Stars(double level);
 
 // For container scanners (parsemail, decompress): runs `inner` on `data` as one part
 // of ctx's message, in a child context with `part`, and merges the child's flags and

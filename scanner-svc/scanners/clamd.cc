@@ -38,9 +38,11 @@ engine::ScanResult TooLarge(std::string reply) {
   return r;
 }
 
+// `subject` is what clamd names in its reply: "stream" for INSTREAM, the path for SCAN.
 absl::StatusOr<engine::ScanResult> InterpretReply(std::string reply, bool terminated,
                                                   bool peer_stopped,
-                                                  const daemon_io::Bounds& bounds) {
+                                                  const daemon_io::Bounds& bounds,
+                                                  absl::string_view subject) {
   // Checked first, and also on a cut-short reply: clamd closes right after it.
   if (absl::StartsWith(reply, kTooLargeReply)) return TooLarge(std::move(reply));
   if (!terminated) {
@@ -54,17 +56,17 @@ absl::StatusOr<engine::ScanResult> InterpretReply(std::string reply, bool termin
                         absl::StrCat("reply cut short: ", daemon_io::Quote(reply)));
   }
   absl::string_view text = absl::StripAsciiWhitespace(reply);
-  if (text == "stream: OK") {
+  const std::string prefix = absl::StrCat(subject, ": ");
+  if (text == absl::StrCat(prefix, "OK")) {
     engine::ScanResult r = engine::ScanResult::Clean(kPath);
     r.output = std::move(reply);
     return r;
   }
-  constexpr absl::string_view kPrefix = "stream: ";
   constexpr absl::string_view kFound = " FOUND";
-  if (absl::StartsWith(text, kPrefix) && absl::EndsWith(text, kFound) &&
-      text.size() > kPrefix.size() + kFound.size()) {
+  if (absl::StartsWith(text, prefix) && absl::EndsWith(text, kFound) &&
+      text.size() > prefix.size() + kFound.size()) {
     absl::string_view name = absl::StripAsciiWhitespace(
-        text.substr(kPrefix.size(), text.size() - kPrefix.size() - kFound.size()));
+        text.substr(prefix.size(), text.size() - prefix.size() - kFound.size()));
     if (!name.empty()) {
       return engine::ScanResult::Detected(1.0, std::string(name), kPath,
                                           std::move(reply));
@@ -87,6 +89,22 @@ absl::StatusOr<engine::ScanResult> ClamdScanner::Scan(engine::ScanContext& ctx) 
 
   absl::StatusOr<daemon_io::UniqueFd> fd = daemon_io::Connect(address_, bounds);
   if (!fd.ok()) return fd.status();
+
+  bool terminated = false;
+  auto until_nul = [](const std::string& r) { return r.find('\0') != std::string::npos; };
+  if (scan_file_ && ctx.file_path().has_value()) {
+    // clamd opens the file buffer2file wrote.
+    std::string command = absl::StrCat("zSCAN ", *ctx.file_path());
+    command.push_back('\0');
+    iovec iov = {command.data(), command.size()};
+    absl::StatusOr<daemon_io::SendOutcome> sent = daemon_io::SendAll(fd->get(), &iov, 1, bounds);
+    if (!sent.ok()) return sent.status();
+    absl::StatusOr<std::string> reply =
+        daemon_io::Read(fd->get(), bounds, kMaxReplySize, until_nul, &terminated);
+    if (!reply.ok()) return reply.status();
+    if (terminated) reply->resize(reply->find('\0'));
+    return InterpretReply(*std::move(reply), terminated, false, bounds, *ctx.file_path());
+  }
 
   const absl::string_view message = ctx.message();
   static constexpr uint32_t kEndOfStream = 0;
@@ -123,13 +141,11 @@ absl::StatusOr<engine::ScanResult> ClamdScanner::Scan(engine::ScanContext& ctx) 
   }
 
   // The reply ends at its NUL (not included).
-  bool terminated = false;
-  absl::StatusOr<std::string> reply = daemon_io::Read(
-      fd->get(), bounds, kMaxReplySize,
-      [](const std::string& r) { return r.find('\0') != std::string::npos; }, &terminated);
+  absl::StatusOr<std::string> reply =
+      daemon_io::Read(fd->get(), bounds, kMaxReplySize, until_nul, &terminated);
   if (!reply.ok()) return reply.status();
   if (terminated) reply->resize(reply->find('\0'));
-  return InterpretReply(*std::move(reply), terminated, peer_stopped, bounds);
+  return InterpretReply(*std::move(reply), terminated, peer_stopped, bounds, "stream");
 }
 
 absl::StatusOr<std::unique_ptr<engine::Scanner>> MakeClamdScanner(
@@ -152,7 +168,8 @@ absl::StatusOr<std::unique_ptr<engine::Scanner>> MakeClamdScanner(
   absl::StatusOr<daemon_io::Address> where =
       daemon_io::ParseAddress(address, resolve_path, "clamd()");
   if (!where.ok()) return where.status();
-  return std::unique_ptr<engine::Scanner>(new ClamdScanner(*std::move(where), timeout, chunk_size));
+  return std::unique_ptr<engine::Scanner>(
+      new ClamdScanner(*std::move(where), timeout, chunk_size, spec.scan_file()));
 }
 
 }  // namespace sagator::scanners

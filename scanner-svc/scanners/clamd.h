@@ -52,12 +52,18 @@ class ClamdScanner : public engine::Scanner {
       const config::v1::ClamdSpec& spec,
       std::function<std::string(absl::string_view)> resolve_path);
 
-  ClamdScanner(daemon_io::Address address, absl::Duration timeout, int chunk_size)
-      : address_(std::move(address)), timeout_(timeout), chunk_size_(chunk_size) {}
+  ClamdScanner(daemon_io::Address address, absl::Duration timeout, int chunk_size,
+               bool scan_file)
+      : address_(std::move(address)),
+        timeout_(timeout),
+        chunk_size_(chunk_size),
+        scan_file_(scan_file) {}
 
   daemon_io::Address address_;
   absl::Duration timeout_;
   int chunk_size_;
+  // Under buffer2file: SCAN the file instead of streaming (INSTREAM elsewhere).
+  bool scan_file_;
 };
 
 // Builds a clamd() scanner. spec.address is "unix:/path", "/path" or "host:port"

@@ -346,4 +346,16 @@ void NextHopClient::Quit() {
   Close();
 }
 
+Reply SendMessage(NextHopClient& hop, const std::string& sender,
+                  const std::vector<std::string>& recipients, absl::string_view message) {
+  Reply r = hop.Mail(sender, static_cast<int64_t>(message.size()), true, {});
+  for (size_t i = 0; r.positive() && i < recipients.size(); ++i) r = hop.Recipient(recipients[i]);
+  if (r.positive()) {
+    std::vector<Reply> done = hop.Data(message, recipients.size());
+    r = done.empty() ? Reply{451, "4.4.1", "no reply to DATA"} : done.front();
+  }
+  hop.Quit();
+  return r;
+}
+
 }  // namespace sagator::smtpd

@@ -88,6 +88,12 @@ class NextHopClient {
   std::vector<std::string> xforward_attrs_;  // announced by EHLO
 };
 
+// Sends one message from `sender` to every one of `recipients` in one transaction
+// and QUITs: the DATA reply, or the first reply that refused (a recipient refused
+// fails the whole message: notifications and digests go to few addresses).
+Reply SendMessage(NextHopClient& hop, const std::string& sender,
+                  const std::vector<std::string>& recipients, absl::string_view message);
+
 }  // namespace sagator::smtpd
 
 #endif  // SAGATOR_SERVICES_SMTPD_NEXT_HOP_H_
