@@ -89,10 +89,8 @@ absl::StatusOr<engine::ScanResult> FileMagic::Scan(engine::ScanContext& ctx) con
   return r;
 }
 
-std::string MboxEntry(absl::string_view message, absl::string_view sender, absl::Time when) {
-  std::string out = absl::StrCat(
-      "From ", sender.empty() ? "MAILER-DAEMON" : sender, " ",
-      absl::FormatTime("%a %b %e %H:%M:%S %Y", when, absl::UTCTimeZone()), "\n");
+std::string MboxQuote(absl::string_view message) {
+  std::string out;
   std::string lf = absl::StrReplaceAll(message, {{"\r\n", "\n"}});
   size_t start = 0;
   while (start < lf.size()) {
@@ -107,8 +105,13 @@ std::string MboxEntry(absl::string_view message, absl::string_view sender, absl:
     if (end == std::string::npos) break;
     start = end + 1;
   }
-  out.push_back('\n');
   return out;
+}
+
+std::string MboxEntry(absl::string_view message, absl::string_view sender, absl::Time when) {
+  return absl::StrCat("From ", sender.empty() ? "MAILER-DAEMON" : sender, " ",
+                      absl::FormatTime("%a %b %e %H:%M:%S %Y", when, absl::UTCTimeZone()), "\n",
+                      MboxQuote(message), "\n");
 }
 
 absl::StatusOr<engine::ScanResult> BufferToFile::Scan(engine::ScanContext& ctx) const {

@@ -92,8 +92,10 @@ class FileToBuffer final : public engine::Scanner {
 
 // The message in mbox form: "From <sender or MAILER-DAEMON> <asctime>" and the
 // message with LF line ends, body lines starting with (>*)"From " quoted by one '>'
-// (mboxrd).
+// (mboxrd), and an empty line.
 std::string MboxEntry(absl::string_view message, absl::string_view sender, absl::Time when);
+// The message part of an mbox entry: LF line ends, (>*)"From " lines quoted.
+std::string MboxQuote(absl::string_view message);
 
 }  // namespace sagator::scanners
 
