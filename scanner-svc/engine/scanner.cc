@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 
 namespace sagator::engine {
@@ -24,7 +25,10 @@ absl::StatusOr<std::optional<ScanResult>> ScanPart(const Scanner& inner, ScanCon
   ctx.MergeChild(child);
   if (!r.ok()) return r.status();
   if (r->not_scanned && !r->detected()) {
-    *not_scanned = r->name.empty() ? std::string(fallback) : r->name;
+    // The reason, without the "not scanned: " the container puts in front again.
+    absl::string_view reason = r->name;
+    absl::ConsumePrefix(&reason, "not scanned: ");
+    *not_scanned = reason.empty() ? std::string(fallback) : std::string(reason);
     return std::nullopt;
   }
   if (!r->detected()) return std::nullopt;

@@ -32,7 +32,16 @@ class Unpacker {
     if (absl::Status alive = ctx_.CheckAlive(); !alive.ok()) return alive;
     ArchivePtr a(archive_read_new());
     archive_read_support_filter_all(a.get());
-    archive_read_support_format_all(a.get());
+    // Every archive format but the text-based ones (mtree, WARC), which take plain
+    // text for a damaged archive.
+    for (auto support : {archive_read_support_format_7zip, archive_read_support_format_ar,
+                         archive_read_support_format_cab, archive_read_support_format_cpio,
+                         archive_read_support_format_iso9660, archive_read_support_format_lha,
+                         archive_read_support_format_rar, archive_read_support_format_rar5,
+                         archive_read_support_format_tar, archive_read_support_format_xar,
+                         archive_read_support_format_zip}) {
+      support(a.get());
+    }
     // A single compressed file (file.gz) is the "raw" format behind a filter.
     archive_read_support_format_raw(a.get());
     archive_entry* entry = nullptr;
@@ -173,7 +182,7 @@ absl::StatusOr<ScanResult> Decompress::Scan(ScanContext& ctx) const {
   if (!unpacker.not_scanned().empty()) {
     ScanResult r = ScanResult::Clean(Describe());
     r.not_scanned = true;
-    r.name = unpacker.not_scanned();
+    r.name = absl::StrCat("not scanned: ", unpacker.not_scanned());
     return r;
   }
   return ScanResult::Clean(Describe());

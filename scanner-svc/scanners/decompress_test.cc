@@ -69,6 +69,12 @@ TEST(Decompress, ScansWhatIsNoArchiveAsItIs) {
   EXPECT_EQ(o.bytes, 16);
   EXPECT_TRUE(Unpack(kEicar).result->detected());
   EXPECT_FALSE(Unpack("").result->detected());
+  // Text that libarchive's text formats (mtree, WARC) would claim: plain text.
+  for (const char* text : {"hello\n", "hello", "x\n", "WARC/1.0\r\n"}) {
+    o = Unpack(text);
+    ASSERT_TRUE(o.result.ok());
+    EXPECT_FALSE(o.result->not_scanned) << text << ": " << o.result->name;
+  }
 }
 
 TEST(Decompress, OpensNestedArchivesDownToTheDepthLimit) {
