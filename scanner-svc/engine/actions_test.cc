@@ -11,6 +11,7 @@
 #include "common/config.h"
 #include "common/stats.h"
 #include "scanner-svc/chain_set.h"
+#include "scanner-svc/testing/header_edits.h"
 #include "tests/harness/subprocess.h"
 
 namespace sagator {
@@ -42,15 +43,7 @@ class ActionsTest : public ::testing::Test {
   }
 
   static std::string Edit(const ChainVerdict& v, const std::string& name) {
-    for (const auto& e : v.edits) {
-      if (e.name == name) {
-        return absl::StrCat(e.kind == engine::HeaderEdit::Kind::kRemove    ? "remove"
-                            : e.kind == engine::HeaderEdit::Kind::kReplace ? "replace:"
-                                                                           : "add:",
-                            e.value);
-      }
-    }
-    return "";
+    return testing::EditOf(v.edits, name, testing::Which::kFirst);
   }
 
   stats::Registry registry_;

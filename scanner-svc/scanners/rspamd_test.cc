@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "common/config.h"
 #include "scanner-svc/chain_set.h"
+#include "scanner-svc/testing/header_edits.h"
 #include "tests/harness/rspamd_daemon.h"
 #include "tests/harness/subprocess.h"
 
@@ -56,17 +57,9 @@ class RspamdTest : public ::testing::Test {
 
   // The last edit of header `name` (rspamd removes a header before adding it).
   static std::string Edit(const ChainVerdict& v, const std::string& name) {
-    for (auto it = v.edits.rbegin(); it != v.edits.rend(); ++it) {
-      const engine::HeaderEdit& e = *it;
-      if (e.name == name) {
-        return absl::StrCat(e.kind == engine::HeaderEdit::Kind::kRemove    ? "remove"
-                            : e.kind == engine::HeaderEdit::Kind::kReplace ? "replace:"
-                                                                           : "add:",
-                            e.value);
-      }
-    }
-    return "";
+    return testing::EditOf(v.edits, name, testing::Which::kLast);
   }
+
 
   static harness::RspamdDaemon* rspamd_;
   std::unique_ptr<ChainSet> chains_;

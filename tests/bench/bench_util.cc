@@ -1,5 +1,6 @@
 #include "tests/bench/bench_util.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,7 +18,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "scanner-svc/scanners/clamd.h"
 #include "tests/harness/policy_client.h"
+#include "tests/harness/subprocess.h"
 #include "tests/harness/smtp_client.h"
 
 namespace sagator::bench {
@@ -278,6 +281,33 @@ std::string FormatActions(const std::map<std::string, int64_t>& actions) {
     parts.push_back(absl::StrFormat("%s %.1f%%", word, total > 0 ? 100.0 * count / total : 0.0));
   }
   return parts.empty() ? "(no replies)" : absl::StrJoin(parts, ", ");
+}
+
+std::string TmpfsDir(const std::string& name) {
+  std::string dir = absl::StrCat("/dev/shm/sagator-", name, "-", getpid());
+  mkdir(dir.c_str(), 0700);
+  setenv("TMPDIR", dir.c_str(), 1);
+  return dir;
+}
+
+absl::StatusOr<std::unique_ptr<harness::ClamdDaemon>> StartClamd(const std::string& dir,
+                                                                 const std::string& tmp_dir,
+                                                                 int max_threads) {
+  harness::ClamdDaemon::Options o;
+  o.signature_file = testing::RunfilePath("data/clamav/sagator.ndb");
+  o.disable_cache = true;
+  o.temporary_directory = tmp_dir;
+  o.max_threads = max_threads;
+  return harness::ClamdDaemon::Start(dir, o);
+}
+
+absl::StatusOr<std::unique_ptr<engine::Scanner>> ClamdScannerFor(
+    const harness::ClamdDaemon& clamd) {
+  config::v1::ClamdSpec spec;
+  spec.set_address(clamd.unix_address());
+  spec.mutable_timeout()->set_seconds(60);
+  spec.set_chunk_size(256 * 1024);
+  return scanners::MakeClamdScanner(spec, [](absl::string_view p) { return std::string(p); });
 }
 
 }  // namespace sagator::bench

@@ -15,6 +15,9 @@
 #include <vector>
 
 #include "absl/random/random.h"
+#include "absl/status/statusor.h"
+#include "scanner-svc/engine/scanner.h"
+#include "tests/harness/clamd_daemon.h"
 
 namespace sagator::bench {
 
@@ -112,6 +115,20 @@ PolicyFigures PolicyLoad(const PolicyLoadOptions& options, PolicyTraffic& traffi
 
 // "DUNNO 79.9%, DEFER_IF_PERMIT 20.1%": each action's share, most frequent first.
 std::string FormatActions(const std::map<std::string, int64_t>& actions);
+
+// A new folder on tmpfs (/dev/shm) for the run's temporary files (MIME decoding in
+// clamd and libclamav: disk runs vary a lot); TMPDIR points there from now on.
+std::string TmpfsDir(const std::string& name);
+
+// clamd for a benchmark, in `dir`: the project's signature file, its clean cache off
+// (every message is unique; repeated ones would look 3-9x faster), temporary files
+// in `tmp_dir`, `max_threads` threads (0: clamd's default).
+absl::StatusOr<std::unique_ptr<harness::ClamdDaemon>> StartClamd(const std::string& dir,
+                                                                 const std::string& tmp_dir,
+                                                                 int max_threads);
+
+// A clamd() scanner towards `clamd`'s unix socket (INSTREAM, 256 KiB chunks).
+absl::StatusOr<std::unique_ptr<engine::Scanner>> ClamdScannerFor(const harness::ClamdDaemon& clamd);
 
 }  // namespace sagator::bench
 

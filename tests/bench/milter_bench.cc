@@ -75,19 +75,14 @@ int Main() {
   if (mkdtemp(tmpl) == nullptr) return 1;
   chmod(tmpl, 0755);
   const std::string sock_dir = tmpl;
-  const std::string shm = "/dev/shm/sagator-milter-bench-" + std::to_string(getpid());
-  mkdir(shm.c_str(), 0700);
+  const std::string shm = bench::TmpfsDir("milter-bench");
 
   harness::SmtpSink sink;
   if (absl::Status s = sink.Start(); !s.ok()) {
     fprintf(stderr, "smtp-sink: %s\n", s.ToString().c_str());
     return 1;
   }
-  harness::ClamdDaemon::Options co;
-  co.signature_file = RunfilePath("data/clamav/sagator.ndb");
-  co.disable_cache = true;
-  co.temporary_directory = shm;
-  auto clamd = harness::ClamdDaemon::Start(dir + "/clamd", co);
+  auto clamd = bench::StartClamd(dir + "/clamd", shm, 0);
   if (!clamd.ok()) {
     fprintf(stderr, "clamd: %s\n", clamd.status().ToString().c_str());
     return 1;

@@ -58,9 +58,7 @@ int Main() {
     if (absl::SimpleAtoi(s, &v)) sizes.push_back(v);
   }
   std::string dir = testing::MakeTempDir("scan_bench");
-  std::string shm = "/dev/shm/sagator-bench-" + std::to_string(getpid());
-  mkdir(shm.c_str(), 0700);
-  setenv("TMPDIR", shm.c_str(), 1);
+  std::string shm = bench::TmpfsDir("bench");
   std::string sigdir = RunfilePath("data/clamav");
 
   // (a) the engine in-process.
@@ -74,23 +72,12 @@ int Main() {
   }
 
   // (b) clamd with the same signatures.
-  harness::ClamdDaemon::Options co;
-  co.signature_file = sigdir + "/sagator.ndb";
-  co.disable_cache = true;
-  co.temporary_directory = shm;
-  co.max_threads = conc * 2;
-  auto clamd = harness::ClamdDaemon::Start(dir + "/clamd", co);
+  auto clamd = bench::StartClamd(dir + "/clamd", shm, conc * 2);
   if (!clamd.ok()) {
     fprintf(stderr, "%s\n", clamd.status().ToString().c_str());
     return 1;
   }
-  config::v1::ClamdSpec cspec;
-  cspec.set_address((*clamd)->unix_address());
-  cspec.mutable_timeout()->set_seconds(60);
-  cspec.set_chunk_size(256 * 1024);
-  auto clamd_scanner = scanners::MakeClamdScanner(cspec, [](absl::string_view p) {
-    return std::string(p);
-  });
+  auto clamd_scanner = bench::ClamdScannerFor(**clamd);
   if (!clamd_scanner.ok()) return 1;
 
   // (1) scanner-svc, a separate process.

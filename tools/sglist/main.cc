@@ -62,5 +62,15 @@ int main(int argc, char** argv) {
     if (FindGreylist(chain.scanners(), name, &options.greylist)) break;
   }
   std::vector<std::string> args(positional.begin() + 1, positional.end());
+  std::shared_ptr<sagator::scanners::ScannerSetTable> sets;
+  if (!args.empty() && (args[0] == "sets" || args[0] == "set" || args[0] == "unset")) {
+    auto table = sagator::scanners::ScannerSetTable::Open(*db);
+    if (!table.ok()) {
+      std::cerr << "sglist: " << table.status().message() << "\n";
+      return 1;
+    }
+    sets = *table;
+    options.sets = sets.get();
+  }
   return sagator::sglist::Run(**store, args, options, absl::Now(), std::cout, std::cerr);
 }

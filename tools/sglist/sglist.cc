@@ -16,7 +16,10 @@ const char kUsage[] =
     "                                    address, a domain or <> (the null sender)\n"
     "  remove KIND VALUE                 remove an entry\n"
     "  greylist [FILTER] [--limit N]     greylisting records matching FILTER\n"
-    "  cleanup                           remove expired records and entries";
+    "  cleanup                           remove expired records and entries\n"
+    "  sets                              sql_find's table: address or @domain -> set\n"
+    "  set ADDRESS SET                   ADDRESS (user@domain or @domain) uses scanner set SET\n"
+    "  unset ADDRESS                     ADDRESS goes back to sql_find's default";
 
 namespace {
 
@@ -114,6 +117,28 @@ int Run(policy::PolicyStore& store, const std::vector<std::string>& args,
     if (!c.ok()) return failed(c.status());
     out << "removed " << c->triplets << " greylisting triplets, " << c->clients
         << " clients, " << c->list_entries << " expired list entries\n";
+    return 0;
+  }
+  if (cmd == "sets" || cmd == "set" || cmd == "unset") {
+    if (options.sets == nullptr) return failed(absl::FailedPreconditionError("no sql_find table"));
+    if (cmd == "sets") {
+      if (args.size() != 1) return usage("sets takes nothing");
+      auto list = options.sets->List();
+      if (!list.ok()) return failed(list.status());
+      out << absl::StrFormat("%-40s %s\n", "ADDRESS", "SET");
+      for (const auto& [address, set] : *list) out << absl::StrFormat("%-40s %s\n", address, set);
+      return 0;
+    }
+    if (cmd == "set" && args.size() != 3) return usage("set takes an address and a set");
+    if (cmd == "unset" && args.size() != 2) return usage("unset takes an address");
+    if (args[1].find('@') == std::string::npos) {
+      return usage("the address is user@domain or @domain");
+    }
+    absl::Status s = cmd == "set" ? options.sets->Set(args[1], args[2])
+                                  : options.sets->Remove(args[1]);
+    if (!s.ok()) return failed(s);
+    out << (cmd == "set" ? absl::StrCat(args[1], " uses ", args[2]) : absl::StrCat("unset ", args[1]))
+        << "\n";
     return 0;
   }
   return usage(absl::StrCat("unknown command '", cmd, "'"));

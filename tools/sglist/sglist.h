@@ -7,6 +7,7 @@
 //   sglist remove BS spammer.example
 //   sglist greylist [FILTER] [--limit 50]
 //   sglist cleanup
+//   sglist set @example.com strict        (sql_find's table)
 #ifndef SAGATOR_TOOLS_SGLIST_SGLIST_H_
 #define SAGATOR_TOOLS_SGLIST_SGLIST_H_
 
@@ -16,6 +17,7 @@
 
 #include "absl/time/time.h"
 #include "scanner-svc/policy/policy_store.h"
+#include "scanner-svc/scanners/find.h"
 
 namespace sagator::sglist {
 
@@ -26,6 +28,8 @@ struct Options {
   int limit = 100;
   // Cleanup's greylisting parameters (those of the configured greylist scanner).
   policy::GreylistParams greylist;
+  // sql_find's table for sets/set/unset; null: those commands fail.
+  scanners::ScannerSetTable* sets = nullptr;
 };
 
 extern const char kUsage[];

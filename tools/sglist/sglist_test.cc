@@ -100,5 +100,26 @@ TEST(SglistBinary, WorksOnTheConfiguredDatabase) {
   EXPECT_THAT((r.out + r.err), HasSubstr("configures no database named 'other'"));
 }
 
+TEST_F(SglistTest, SetsTheScannerSetOfAnAddressOrDomain) {
+  EXPECT_EQ(Cmd({"sets"}), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("no sql_find table"));
+  static int n = 0;
+  auto db = sql::OpenSqlite(absl::StrCat(std::getenv("TEST_TMPDIR"), "/sets", ++n, ".db"),
+                            absl::Seconds(5));
+  ASSERT_TRUE(db.ok());
+  auto table = scanners::ScannerSetTable::Open(*db);
+  ASSERT_TRUE(table.ok());
+  options_.sets = table->get();
+  EXPECT_EQ(Cmd({"set", "@Example.com", "strict"}), 0) << err_.str();
+  EXPECT_EQ(Cmd({"set", "boss@example.com", "relaxed"}), 0);
+  EXPECT_EQ(Cmd({"set", "nodomain", "x"}), 2);
+  EXPECT_EQ(Cmd({"sets"}), 0);
+  EXPECT_THAT(out_.str(), HasSubstr("@example.com"));
+  EXPECT_THAT(out_.str(), HasSubstr("relaxed"));
+  EXPECT_EQ(*(*table)->Lookup("boss@example.com"), "relaxed");
+  EXPECT_EQ(Cmd({"unset", "boss@example.com"}), 0);
+  EXPECT_EQ(*(*table)->Lookup("boss@example.com"), "strict");
+}
+
 }  // namespace
 }  // namespace sagator::sglist
