@@ -2,7 +2,11 @@
 // report_recipients against Postfix's smtp-sink, as configured in YAML.
 #include "scanner-svc/scanners/logging.h"
 
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
@@ -234,6 +238,31 @@ TEST_F(ReportTest, ARelayThatIsDownLosesNothing) {
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_EQ(v->outcome, common::v1::REJECT);
   EXPECT_TRUE(v->error.ok());
+}
+
+TEST_F(ReportTest, ASilentRelayDoesNotHoldUpTheMail) {
+  // A relay that takes the connection and never greets.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 16), 0);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::string yaml = Yaml(absl::StrCat("report: {recipients: [admin@example.org], relay: "
+                                       "\"127.0.0.1:",
+                                       ntohs(addr.sin_port), "\", timeout: 6s, scanners: [",
+                                       kSpamWord, "]}"));
+  absl::Time start = absl::Now();
+  auto v = Run(yaml, kSpam);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->outcome, common::v1::REJECT);
+  // The notification waits for the relay in the background, not in the scan.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  chains_.reset();  // waits for the send to time out
+  close(fd);
 }
 
 TEST_F(ReportTest, RefusesABadRelayOrNoRecipients) {

@@ -70,7 +70,35 @@ std::string OneLine(absl::string_view v) {
 
 }  // namespace
 
-Report::Report(ReportOptions options) : options_(std::move(options)) {}
+Report::Report(ReportOptions options)
+    : options_(std::move(options)), worker_([this] { Work(); }) {}
+
+Report::~Report() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  worker_.join();
+}
+
+void Report::Work() {
+  while (true) {
+    Pending next;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Report* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) {
+            return r->stopping_ || !r->queue_.empty();
+          },
+          this));
+      if (queue_.empty()) return;  // stopping, nothing left
+      next = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    absl::Status s = Send(next.to, next.text);
+    if (!s.ok()) LOG(WARNING) << "report for " << next.id << ": " << s;
+  }
+}
 
 std::vector<std::string> Report::Recipients(const engine::Decision& d) const {
   std::vector<std::string> out;
@@ -152,9 +180,7 @@ std::string Report::Render(const engine::Decision& d, const engine::ScanResult& 
   return CrlfLines(absl::StrCat(header, "\n", ExpandVariables(body, vars)));
 }
 
-absl::Status Report::Send(const engine::Decision& d, const engine::ScanResult& trigger) const {
-  std::vector<std::string> to = Recipients(d);
-  if (to.empty()) return absl::OkStatus();
+absl::Status Report::Send(const std::vector<std::string>& to, const std::string& text) const {
   auto address = smtpd::ParseNextHop(options_.relay);
   if (!address.ok()) return address.status();
   smtpd::NextHopClient hop(smtpd::NextHopClient::Options{
@@ -164,7 +190,7 @@ absl::Status Report::Send(const engine::Decision& d, const engine::ScanResult& t
       .helo_name = options_.helo_name});
   // Envelope sender of a notification: the null sender, so a bounce of it bounces
   // nowhere (no loops between two gateways).
-  smtpd::Reply r = smtpd::SendMessage(hop, "", to, Render(d, trigger, to));
+  smtpd::Reply r = smtpd::SendMessage(hop, "", to, text);
   if (r.positive()) return absl::OkStatus();
   std::string why = absl::StrCat("relay ", options_.relay, ": ", r.code, " ", r.enhanced, " ",
                                  r.text);
@@ -172,8 +198,16 @@ absl::Status Report::Send(const engine::Decision& d, const engine::ScanResult& t
 }
 
 void Report::Finish(const engine::Decision& d, const engine::ScanResult& trigger) const {
-  absl::Status s = Send(d, trigger);
-  if (!s.ok()) LOG(WARNING) << "report for " << d.sagator_id << ": " << s;
+  std::vector<std::string> to = Recipients(d);
+  if (to.empty()) return;
+  Pending p{d.sagator_id, to, Render(d, trigger, to)};
+  absl::MutexLock lock(&mu_);
+  if (queue_.size() >= options_.max_queued) {
+    LOG(WARNING) << "report for " << d.sagator_id << ": dropped, " << queue_.size()
+                 << " notifications already wait for relay " << options_.relay;
+    return;
+  }
+  queue_.push_back(std::move(p));
 }
 
 }  // namespace sagator::scanners
