@@ -101,7 +101,12 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
                          absl::Duration timeout) {
   CommandResult result;
   int in[2], out[2], err[2];
-  if (pipe(in) != 0 || pipe(out) != 0 || pipe(err) != 0) return result;
+  // Close-on-exec: a command started by another thread at the same time must not
+  // inherit this one's pipes (its stdin would never see the end of the input).
+  // dup2 below clears the flag on the child's own 0, 1 and 2.
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+    return result;
+  }
   pid_t pid = fork();
   if (pid == 0) {
     dup2(in[0], 0);
