@@ -548,9 +548,12 @@ TEST_F(MiltertestTest, EndOfMessageRepliesDoNotWaitForDelayedAcks) {
                           "127.0.0.1\0",
                           32));
   ASSERT_EQ(c.Read().first, 'c');
+  // The stall shows in every message but the first; a busy machine (other tests running) slows
+  // some messages, not all: the fastest message tells.
   constexpr int kMessages = 20;
-  absl::Time start = absl::Now();
+  absl::Duration fastest = absl::InfiniteDuration();
   for (int i = 0; i < kMessages; ++i) {
+    absl::Time start = absl::Now();
     for (auto [cmd, data] :
          std::vector<std::pair<char, std::string>>{{'M', std::string("<a@example.org>\0", 16)},
                                                    {'R', std::string("<b@example.org>\0", 16)},
@@ -566,11 +569,13 @@ TEST_F(MiltertestTest, EndOfMessageRepliesDoNotWaitForDelayedAcks) {
     for (; p.first == 'i'; p = c.Read()) ++inserted;
     ASSERT_EQ(p.first, 'a');
     ASSERT_EQ(inserted, 2);
+    // The first message cannot stall: nothing is waiting for an ACK yet.
+    if (i > 0) fastest = std::min(fastest, absl::Now() - start);
   }
-  absl::Duration took = absl::Now() - start;
   c.Send('Q', "");
-  EXPECT_LT(took, absl::Milliseconds(20 * kMessages)) << took;
-  std::printf("%d messages on one connection: %s\n", kMessages, absl::FormatDuration(took).c_str());
+  EXPECT_LT(fastest, absl::Milliseconds(20)) << fastest;
+  std::printf("%d messages on one connection, the fastest in %s\n", kMessages,
+              absl::FormatDuration(fastest).c_str());
 }
 
 TEST_F(MiltertestTest, BadConnectionStringIsAConfigError) {

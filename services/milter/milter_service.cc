@@ -44,11 +44,12 @@ std::string Macro(SMFICTX* ctx, const char* name) {
   return v == nullptr ? "" : v;
 }
 
-// Sets TCP_NODELAY on this process's listening TCP sockets (libmilter's, the only
-// ones): accepted sockets inherit it on Linux, and without it the header edits and
-// the final reply at the end of a message, several small writes in a row, wait ~40
-// ms for the MTA's delayed ACK.
-int SetNoDelayOnListeners() {
+// Sets TCP_NODELAY on this process's TCP sockets that lack it: the listening ones
+// (libmilter's; accepted sockets inherit it on Linux), or with `connected`, the
+// connected ones. Without it the header edits and the final reply at the end of a
+// message, several small writes in a row, wait ~40 ms for the MTA's delayed ACK.
+// Returns how many sockets have it now.
+int SetNoDelay(bool connected) {
   int set = 0;
   DIR* dir = opendir("/proc/self/fd");
   if (dir == nullptr) return 0;
@@ -57,15 +58,19 @@ int SetNoDelayOnListeners() {
     if (!absl::SimpleAtoi(e->d_name, &fd) || fd == dirfd(dir)) continue;
     int value = 0;
     socklen_t len = sizeof value;
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &len) != 0 || value == 0) continue;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &len) != 0) continue;
+    if ((value != 0) == connected) continue;
     int domain = 0;
     len = sizeof domain;
     if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
         (domain != AF_INET && domain != AF_INET6)) {
       continue;
     }
+    int nodelay = 0;
+    len = sizeof nodelay;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) != 0) continue;  // not TCP
     int one = 1;
-    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0) ++set;
+    if (nodelay != 0 || setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0) ++set;
   }
   closedir(dir);
   return set;
@@ -121,6 +126,10 @@ struct Callbacks {
     *f2 = 0;
     *f3 = 0;
     State(ctx)->no_reply = *our_steps & (kNoReplyStages | SMFIP_NR_RCPT);
+    // A new MTA connection: make sure it has TCP_NODELAY too, should the listening
+    // socket's not have carried over (libmilter reopens its socket after accept
+    // errors).
+    if (!g_service->unix_socket_) SetNoDelay(/*connected=*/true);
     return SMFIS_CONTINUE;
   }
 
@@ -314,7 +323,7 @@ absl::Status MilterService::Open() {
         absl::StrCat("cannot listen on ", conn, " (in use, or not permitted?)"));
   }
   if (conn.rfind("inet", 0) == 0) {
-    int n = SetNoDelayOnListeners();
+    int n = SetNoDelay(/*connected=*/false);
     if (n == 0) LOG(WARNING) << "could not set TCP_NODELAY on the listening socket";
   }
   return absl::OkStatus();

@@ -31,7 +31,8 @@ class MilterService {
 
   // Registers with libmilter and opens options.connection: a unix socket is created
   // under options.umask (a stale one is replaced); an inet listener gets
-  // TCP_NODELAY, which the accepted connections inherit.
+  // TCP_NODELAY, which the accepted connections inherit (each new connection is
+  // also checked at negotiation).
   absl::Status Open();
   // Serves until libmilter's signal thread sees SIGTERM, SIGINT or SIGHUP (or Stop);
   // then gives scans in flight options.shutdown_grace to finish.
