@@ -266,6 +266,22 @@ std::string ExpandVariables(absl::string_view tmpl,
   return out;
 }
 
+std::string UnfoldLine(absl::string_view v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] != '\r' && v[i] != '\n') {
+      out.push_back(v[i]);
+      continue;
+    }
+    while (i + 1 < v.size() && (v[i + 1] == '\r' || v[i + 1] == '\n' || v[i + 1] == ' ' ||
+                                v[i + 1] == '\t')) {
+      ++i;
+    }
+    out.push_back(' ');
+  }
+  return out;
+}
+
 std::string Rfc2822Date(absl::Time t) {
   return absl::FormatTime("%a, %d %b %Y %H:%M:%S +0000", t, absl::UTCTimeZone());
 }

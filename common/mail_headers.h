@@ -77,6 +77,10 @@ bool FindHeaderValue(absl::string_view message, absl::string_view name, std::str
 std::string ExpandVariables(absl::string_view tmpl,
                             const std::map<std::string, std::string>& vars);
 
+// `value` on one line: each line break, with the indent that follows it, becomes
+// one space (a folded header value unfolded; no CR or LF can start a new field).
+std::string UnfoldLine(absl::string_view value);
+
 // `t` as an RFC 5322 Date value, in UTC.
 std::string Rfc2822Date(absl::Time t);
 

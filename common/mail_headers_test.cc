@@ -205,6 +205,11 @@ TEST(ExpandVariables, ExpandsKnownNamesOnly) {
   EXPECT_EQ(ExpandVariables("a %(X)s b %(Y)s %(X", {{"X", "1"}}), "a 1 b %(Y)s %(X");
 }
 
+TEST(UnfoldLine, JoinsFoldedLinesWithOneSpace) {
+  EXPECT_EQ(UnfoldLine("a;\r\n\tb;\n c\rd"), "a; b; c d");
+  EXPECT_EQ(UnfoldLine("Evil\r\nBcc: x"), "Evil Bcc: x");
+}
+
 TEST(CrlfLines, MakesEveryLineEndCrlf) {
   EXPECT_EQ(CrlfLines("a\nb\r\nc\n"), "a\r\nb\r\nc\r\n");
 }

@@ -28,18 +28,6 @@ std::string HeloName(const LoadedConfig& config, const config::v1::QuarantineSvc
   return MachineHostname();
 }
 
-absl::StatusOr<std::unique_ptr<smtpd::NextHopClient>> RelayClient(const std::string& relay,
-                                                                  absl::Duration timeout,
-                                                                  const std::string& helo_name) {
-  auto address = smtpd::ParseNextHop(relay);
-  if (!address.ok()) return address.status();
-  return std::make_unique<smtpd::NextHopClient>(smtpd::NextHopClient::Options{
-      .address = *address,
-      .dialect = smtpd::Dialect::kSmtp,
-      .timeout = timeout,
-      .helo_name = helo_name});
-}
-
 QuarantineOptions OptionsFromConfig(const LoadedConfig& config,
                                     const config::v1::QuarantineSvcService& spec) {
   QuarantineOptions o;
@@ -121,7 +109,7 @@ absl::StatusOr<v1::ReleaseResponse> ReleaseMessage(const QuarantineOptions& opti
     recipients.assign(entry->envelope().recipients().begin(),
                       entry->envelope().recipients().end());
   }
-  auto client = RelayClient(options.relay, options.relay_timeout, options.helo_name);
+  auto client = smtpd::RelayClient(options.relay, options.relay_timeout, options.helo_name);
   if (!client.ok()) return client.status();
   smtpd::NextHopClient& hop = **client;
   std::vector<smtpd::Reply> replies(recipients.size());

@@ -51,12 +51,6 @@ struct QuarantineOptions {
 // machine's (releases and reports share it).
 std::string HeloName(const LoadedConfig& config, const config::v1::QuarantineSvcService& spec);
 
-// An SMTP client towards `relay` ("host:port", "[host]:port" or "unix:/path"), for
-// releases and reports.
-absl::StatusOr<std::unique_ptr<smtpd::NextHopClient>> RelayClient(const std::string& relay,
-                                                                  absl::Duration timeout,
-                                                                  const std::string& helo_name);
-
 // The options of a `quarantine` service entry.
 QuarantineOptions OptionsFromConfig(const LoadedConfig& config,
                                     const config::v1::QuarantineSvcService& spec);

@@ -158,7 +158,7 @@ std::vector<Digest> Reporter::Render(const std::vector<v1::Entry>& entries,
 }
 
 absl::Status Reporter::Send(const Digest& digest) const {
-  auto client = RelayClient(options_.relay, options_.relay_timeout, options_.helo_name);
+  auto client = smtpd::RelayClient(options_.relay, options_.relay_timeout, options_.helo_name);
   if (!client.ok()) return client.status();
   smtpd::Reply r = smtpd::SendMessage(**client, options_.from, {digest.to}, digest.message);
   if (r.positive()) return absl::OkStatus();

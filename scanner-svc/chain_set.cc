@@ -614,15 +614,10 @@ std::string ReplyText(const ChainVerdict& v) {
 
 std::string NewSagatorId(absl::string_view hostname, absl::Time now) {
   static std::atomic<unsigned> counter{0};
-  static const char kAlnum[] =
-      "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-  thread_local absl::BitGen gen;
-  std::string rnd(6, ' ');
-  for (char& c : rnd) c = kAlnum[absl::Uniform<int>(gen, 0, sizeof kAlnum - 1)];
   unsigned n = counter.fetch_add(1, std::memory_order_relaxed) % 10000;
   return absl::StrCat(absl::FormatTime("%Y%m%d-%H%M%S", now, absl::LocalTimeZone()), "-",
                       absl::StrFormat("%04u-%05d-", n, static_cast<int>(getpid()) % 100000),
-                      rnd, "@", hostname);
+                      engine::RandomAlnum(6), "@", hostname);
 }
 
 absl::StatusOr<std::unique_ptr<ChainSet>> ChainSet::Create(const LoadedConfig& config,
@@ -739,7 +734,7 @@ absl::StatusOr<ChainVerdict> ChainSet::RunChain(absl::string_view chain,
     StoreInQuarantine(ctx, &v);
   }
   ChainVerdict out = Finish(*it->second, std::move(v), content);
-  if (content) {
+  if (content && !ctx.finish_requests().empty()) {
     // log, log_sql and report act on the decision, quarantine id included.
     engine::Decision d{ctx.message(), &ctx.envelope(), &out.result,  out.outcome,
                        out.sagator_id,  out.quarantine_id, ctx.deadline()};

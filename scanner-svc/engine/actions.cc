@@ -140,7 +140,7 @@ std::string Cache::Describe() const { return engine::Describe("cache", *inner_);
 absl::StatusOr<ScanResult> FinishAfter::Scan(ScanContext& ctx) const {
   absl::StatusOr<ScanResult> r = inner_->Scan(ctx);
   if (!r.ok()) return r;
-  if (onlyif_ == nullptr || (r->detected() && RE2::PartialMatch(r->name, *onlyif_))) {
+  if (onlyif_ == nullptr || Matches(*r, *onlyif_)) {
     ctx.RequestFinish({finisher_.get(), *r});
   }
   return Wrap(*std::move(r), kind_);

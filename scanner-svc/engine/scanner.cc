@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -41,6 +42,15 @@ absl::StatusOr<std::optional<ScanResult>> ScanPart(const Scanner& inner, ScanCon
 ScanResult Wrap(ScanResult r, absl::string_view wrapper) {
   r.path = absl::StrCat(wrapper, "(", r.path, ")");
   return r;
+}
+
+std::string RandomAlnum(int n) {
+  static constexpr char kAlnum[] =
+      "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  thread_local absl::BitGen gen;
+  std::string out(static_cast<size_t>(n), ' ');
+  for (char& c : out) c = kAlnum[absl::Uniform<int>(gen, 0, sizeof kAlnum - 1)];
+  return out;
 }
 
 std::string Stars(double level) {

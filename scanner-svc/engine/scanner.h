@@ -270,6 +270,9 @@ using ScannerPtr = std::unique_ptr<Scanner>;
 // `r` with its path wrapped: "wrapper(" + path + ")".
 ScanResult Wrap(ScanResult r, absl::string_view wrapper);
 
+// `n` random letters and digits (X-Sagator-ID, report's %(RANDOM)s, Message-IDs).
+std::string RandomAlnum(int n);
+
 // SAGATOR's stars: one '*' per tenth of level, at most 50.
 std::string Stars(double level);
 

@@ -53,7 +53,7 @@ void Magic::Return(void* cookie) const {
   idle_.push_back(cookie);
 }
 
-absl::StatusOr<MagicType> Magic::Identify(absl::string_view data) const {
+absl::StatusOr<MagicType> Magic::Identify(absl::string_view data, bool describe) const {
   absl::StatusOr<void*> borrowed = Borrow();
   if (!borrowed.ok()) return borrowed.status();
   magic_t c = static_cast<magic_t>(*borrowed);
@@ -61,6 +61,7 @@ absl::StatusOr<MagicType> Magic::Identify(absl::string_view data) const {
   MagicType out;
   for (auto [flags, field] : {std::pair{MAGIC_MIME_TYPE, &out.mime},
                               std::pair{MAGIC_NONE, &out.description}}) {
+    if (field == &out.description && !describe) break;
     magic_setflags(c, flags);
     const char* what = magic_buffer(c, data.data(), data.size());
     if (what == nullptr) {
@@ -72,10 +73,16 @@ absl::StatusOr<MagicType> Magic::Identify(absl::string_view data) const {
   return out;
 }
 
+FileMagic::FileMagic(std::shared_ptr<Magic> magic, std::vector<FileMagicRule> rules)
+    : magic_(std::move(magic)), rules_(std::move(rules)) {
+  for (const FileMagicRule& r : rules_) describe_ = describe_ || r.description != nullptr;
+}
+
 absl::StatusOr<engine::ScanResult> FileMagic::Scan(engine::ScanContext& ctx) const {
-  absl::StatusOr<MagicType> type = magic_->Identify(ctx.message());
+  absl::StatusOr<MagicType> type = magic_->Identify(ctx.message(), describe_);
   if (!type.ok()) return type.status();
-  std::string output = absl::StrCat(type->mime, "; ", type->description);
+  std::string output =
+      type->description.empty() ? type->mime : absl::StrCat(type->mime, "; ", type->description);
   for (const FileMagicRule& rule : rules_) {
     if (rule.mime && !RE2::PartialMatch(type->mime, *rule.mime)) continue;
     if (rule.description && !RE2::PartialMatch(type->description, *rule.description)) continue;

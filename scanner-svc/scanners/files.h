@@ -31,7 +31,8 @@ class Magic {
  public:
   static absl::StatusOr<std::shared_ptr<Magic>> Load();
   ~Magic();
-  absl::StatusOr<MagicType> Identify(absl::string_view data) const;
+  // The MIME type, and the description when `describe` (a second libmagic pass).
+  absl::StatusOr<MagicType> Identify(absl::string_view data, bool describe = true) const;
 
  private:
   Magic() = default;
@@ -50,17 +51,19 @@ struct FileMagicRule {
 };
 
 // file_magic(rules): the first rule whose patterns match decides; clean otherwise,
-// with the type in the output.
+// with the type in the output. The description is asked of libmagic only when a
+// rule matches descriptions (each ask is a pass over the data).
 class FileMagic final : public engine::Scanner {
  public:
-  FileMagic(std::shared_ptr<Magic> magic, std::vector<FileMagicRule> rules)
-      : magic_(std::move(magic)), rules_(std::move(rules)) {}
+  FileMagic(std::shared_ptr<Magic> magic, std::vector<FileMagicRule> rules);
   absl::StatusOr<engine::ScanResult> Scan(engine::ScanContext& ctx) const override;
   std::string Describe() const override { return "file_magic()"; }
 
  private:
   std::shared_ptr<Magic> magic_;
   std::vector<FileMagicRule> rules_;
+  // Some rule matches descriptions: libmagic's second pass is needed.
+  bool describe_ = false;
 };
 
 // buffer2file(scanners) / buffer2mbox(scanners): the inner scanners run with the

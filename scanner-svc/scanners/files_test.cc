@@ -51,6 +51,11 @@ TEST(FileMagic, IdentifiesByContentNotByName) {
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(t->mime, "application/zip");
   EXPECT_THAT(t->description, StartsWith("Zip archive"));
+  // MIME type only: no second pass for the description.
+  auto mime_only = (*magic)->Identify(zip, /*describe=*/false);
+  ASSERT_TRUE(mime_only.ok());
+  EXPECT_EQ(mime_only->mime, "application/zip");
+  EXPECT_EQ(mime_only->description, "");
   t = (*magic)->Identify("just some words\n");
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(t->mime, "text/plain");

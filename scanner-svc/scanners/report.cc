@@ -55,19 +55,6 @@ size_t HeaderEnd(absl::string_view m, size_t* body_start) {
   return m.size();
 }
 
-std::string Random10() {
-  static const char kAlnum[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-  thread_local absl::BitGen gen;
-  std::string out(10, ' ');
-  for (char& c : out) c = kAlnum[absl::Uniform<int>(gen, 0, sizeof kAlnum - 1)];
-  return out;
-}
-
-// A value for a header line: no line breaks, so nothing can add header fields.
-std::string OneLine(absl::string_view v) {
-  return absl::StrReplaceAll(v, {{"\r\n", " "}, {"\r", " "}, {"\n", " "}});
-}
-
 }  // namespace
 
 Report::Report(ReportOptions options)
@@ -149,7 +136,7 @@ std::map<std::string, std::string> Report::Variables(const engine::Decision& d,
           {"SENTBY_NAME", e.client_name},
           {"SENTBY_HELO", e.helo},
           {"VERSION", engine::kSagatorVersion},
-          {"RANDOM", Random10()}};
+          {"RANDOM", engine::RandomAlnum(10)}};
 }
 
 std::string Report::Render(const engine::Decision& d, const engine::ScanResult& trigger,
@@ -162,7 +149,7 @@ std::string Report::Render(const engine::Decision& d, const engine::ScanResult& 
   std::string head = tmpl.substr(0, split == std::string::npos ? tmpl.size() : split + 1);
   std::string body = split == std::string::npos ? "" : tmpl.substr(split + 2);
   std::map<std::string, std::string> header_vars;
-  for (const auto& [k, v] : vars) header_vars[k] = OneLine(v);
+  for (const auto& [k, v] : vars) header_vars[k] = UnfoldLine(v);
   std::string header = ExpandVariables(head, header_vars);
   std::string value;
   auto add = [&](const char* name, std::string v) {
@@ -173,7 +160,7 @@ std::string Report::Render(const engine::Decision& d, const engine::ScanResult& 
   absl::Time now = absl::Now();
   add("Date", Rfc2822Date(now));
   add("Message-ID", absl::StrFormat("<sagator-notice.%d.%s@%s>", absl::ToUnixSeconds(now),
-                                    Random10(), options_.helo_name));
+                                    engine::RandomAlnum(10), options_.helo_name));
   add("MIME-Version", "1.0");
   add("Content-Type", "text/plain; charset=utf-8");
   add("Content-Transfer-Encoding", "8bit");
@@ -181,16 +168,11 @@ std::string Report::Render(const engine::Decision& d, const engine::ScanResult& 
 }
 
 absl::Status Report::Send(const std::vector<std::string>& to, const std::string& text) const {
-  auto address = smtpd::ParseNextHop(options_.relay);
-  if (!address.ok()) return address.status();
-  smtpd::NextHopClient hop(smtpd::NextHopClient::Options{
-      .address = *address,
-      .dialect = smtpd::Dialect::kSmtp,
-      .timeout = options_.timeout,
-      .helo_name = options_.helo_name});
+  auto hop = smtpd::RelayClient(options_.relay, options_.timeout, options_.helo_name);
+  if (!hop.ok()) return hop.status();
   // Envelope sender of a notification: the null sender, so a bounce of it bounces
   // nowhere (no loops between two gateways).
-  smtpd::Reply r = smtpd::SendMessage(hop, "", to, text);
+  smtpd::Reply r = smtpd::SendMessage(**hop, "", to, text);
   if (r.positive()) return absl::OkStatus();
   std::string why = absl::StrCat("relay ", options_.relay, ": ", r.code, " ", r.enhanced, " ",
                                  r.text);

@@ -23,25 +23,6 @@ using google::protobuf::Value;
 
 constexpr char kPath[] = "rspamd()";
 
-// A header value on one line: rspamd folds long values (X-Spamd-Result) in the
-// message's line-end style; each line break and the indent after it become one space
-// (the gateway folds again when it writes the field).
-std::string OneLine(absl::string_view v) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (v[i] != '\r' && v[i] != '\n') {
-      out.push_back(v[i]);
-      continue;
-    }
-    while (i + 1 < v.size() && (v[i + 1] == '\r' || v[i + 1] == '\n' || v[i + 1] == ' ' ||
-                                v[i + 1] == '\t')) {
-      ++i;
-    }
-    out.push_back(' ');
-  }
-  return out;
-}
-
 // Where the HTTP head ends (after its empty line), or npos.
 size_t HeadEnd(absl::string_view reply) {
   size_t at = reply.find("\r\n\r\n");
@@ -72,10 +53,10 @@ const Value* Field(const Struct& s, const std::string& key) {
 // list of those.
 void AddHeaderValues(const std::string& name, const Value& v, engine::ScanContext& ctx) {
   if (v.has_string_value()) {
-    ctx.AddHeaderEdit({engine::HeaderEdit::Kind::kAdd, name, OneLine(v.string_value())});
+    ctx.AddHeaderEdit({engine::HeaderEdit::Kind::kAdd, name, UnfoldLine(v.string_value())});
   } else if (v.has_struct_value()) {
     if (const Value* value = Field(v.struct_value(), "value"); value && value->has_string_value()) {
-      ctx.AddHeaderEdit({engine::HeaderEdit::Kind::kAdd, name, OneLine(value->string_value())});
+      ctx.AddHeaderEdit({engine::HeaderEdit::Kind::kAdd, name, UnfoldLine(value->string_value())});
     }
   } else if (v.has_list_value()) {
     for (const Value& item : v.list_value().values()) AddHeaderValues(name, item, ctx);
@@ -99,15 +80,15 @@ std::string RspamdScanner::Request(const engine::ScanContext& ctx) const {
   const engine::MessageEnvelope& e = ctx.envelope();
   std::string head = absl::StrCat("POST /checkv2 HTTP/1.0\r\nConnection: close\r\n",
                                   "Content-Length: ", ctx.message().size(), "\r\n");
-  if (!e.sender.empty()) absl::StrAppend(&head, "From: ", OneLine(e.sender), "\r\n");
-  for (const std::string& r : e.recipients) absl::StrAppend(&head, "Rcpt: ", OneLine(r), "\r\n");
-  if (!e.client_address.empty()) absl::StrAppend(&head, "IP: ", OneLine(e.client_address), "\r\n");
-  if (!e.helo.empty()) absl::StrAppend(&head, "Helo: ", OneLine(e.helo), "\r\n");
+  if (!e.sender.empty()) absl::StrAppend(&head, "From: ", UnfoldLine(e.sender), "\r\n");
+  for (const std::string& r : e.recipients) absl::StrAppend(&head, "Rcpt: ", UnfoldLine(r), "\r\n");
+  if (!e.client_address.empty()) absl::StrAppend(&head, "IP: ", UnfoldLine(e.client_address), "\r\n");
+  if (!e.helo.empty()) absl::StrAppend(&head, "Helo: ", UnfoldLine(e.helo), "\r\n");
   if (!e.client_name.empty()) {
-    absl::StrAppend(&head, "Hostname: ", OneLine(e.client_name), "\r\n");
+    absl::StrAppend(&head, "Hostname: ", UnfoldLine(e.client_name), "\r\n");
   }
   if (!spec_.password().empty()) {
-    absl::StrAppend(&head, "Password: ", OneLine(spec_.password()), "\r\n");
+    absl::StrAppend(&head, "Password: ", UnfoldLine(spec_.password()), "\r\n");
   }
   absl::StrAppend(&head, "\r\n");
   return head;
@@ -191,7 +172,7 @@ absl::StatusOr<engine::ScanResult> RspamdScanner::Interpret(absl::string_view re
   if (const Value* subject = Field(json, "subject"); subject && subject->has_string_value() &&
                                                     action->string_value() == "rewrite subject") {
     ctx.AddHeaderEdit(
-        {engine::HeaderEdit::Kind::kReplace, "Subject", OneLine(subject->string_value())});
+        {engine::HeaderEdit::Kind::kReplace, "Subject", UnfoldLine(subject->string_value())});
   }
   return r;
 }

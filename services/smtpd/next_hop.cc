@@ -346,6 +346,15 @@ void NextHopClient::Quit() {
   Close();
 }
 
+absl::StatusOr<std::unique_ptr<NextHopClient>> RelayClient(const std::string& relay,
+                                                           absl::Duration timeout,
+                                                           const std::string& helo_name) {
+  auto address = ParseNextHop(relay);
+  if (!address.ok()) return address.status();
+  return std::make_unique<NextHopClient>(NextHopClient::Options{
+      .address = *address, .dialect = Dialect::kSmtp, .timeout = timeout, .helo_name = helo_name});
+}
+
 Reply SendMessage(NextHopClient& hop, const std::string& sender,
                   const std::vector<std::string>& recipients, absl::string_view message) {
   Reply r = hop.Mail(sender, static_cast<int64_t>(message.size()), true, {});

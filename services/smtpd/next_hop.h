@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,12 @@ class NextHopClient {
   bool in_transaction_ = false;
   std::vector<std::string> xforward_attrs_;  // announced by EHLO
 };
+
+// An SMTP client towards `relay` ("host:port", "[host]:port" or "unix:/path"), for
+// mail SAGATOR makes itself (releases, digests, notifications).
+absl::StatusOr<std::unique_ptr<NextHopClient>> RelayClient(const std::string& relay,
+                                                           absl::Duration timeout,
+                                                           const std::string& helo_name);
 
 // Sends one message from `sender` to every one of `recipients` in one transaction
 // and QUITs: the DATA reply, or the first reply that refused (a recipient refused

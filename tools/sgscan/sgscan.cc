@@ -140,8 +140,12 @@ void Sgscan::Collect(const std::string& path, std::vector<Item>* items) {
     return;
   }
   if (IsMbox(path)) {
+    // Counting reads the mbox once more: only for the progress line's total.
+    int64_t n = 1;
     std::string content;
-    int64_t n = ReadWhole(path, &content) ? static_cast<int64_t>(SplitMbox(content).size()) : 1;
+    if (options_.progress && ReadWhole(path, &content)) {
+      n = static_cast<int64_t>(SplitMbox(content).size());
+    }
     items->push_back({path, Item::Kind::kMbox, n});
     return;
   }

@@ -3,7 +3,7 @@
 //
 //   ScanOptions o;  o.clean = true;
 //   Sgscan scan(*chains, "default", o, stdout, stderr);
-//   int status = scan.Run({"/var/mail/bob", "/home/ann/Maildir"});
+//   int status = scan.Run({"/var/mail/bob", "Maildir"});
 //
 // Inputs: a maildir (a folder with cur/ and new/: each file one message), an mbox
 // file (it starts with "From "; split at "From " lines, mboxrd quoting undone), any
