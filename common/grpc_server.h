@@ -59,6 +59,8 @@ class GrpcServerRunner {
   int bound_port_ = 0;
   int max_message_size_ = 8 << 20;
   int max_threads_ = 0;
+  // Idle call threads kept when no thread limit is set.
+  static constexpr int kDefaultMaxPollers = 16;
   std::vector<grpc::Service*> services_;
   std::unique_ptr<grpc::Server> server_;
 };

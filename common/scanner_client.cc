@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -39,6 +40,44 @@ class GrpcScannerClient : public ScannerClient {
 
   absl::StatusOr<ScanReply> Scan(const scanner::v1::ScanHeader& header,
                                   absl::string_view message) override {
+    if (message.size() <= kChunkSize && !once_unimplemented_.load(std::memory_order_relaxed)) {
+      absl::StatusOr<ScanReply> r = ScanOnce(header, message);
+      if (r.ok() || r.status().code() != absl::StatusCode::kUnimplemented) return r;
+      // A scanner-svc older than ScanOnce: streams from now on.
+      once_unimplemented_ = true;
+    }
+    return ScanStream(header, message);
+  }
+
+ private:
+  // One unary call: the whole message in one request, the verdict in one answer.
+  absl::StatusOr<ScanReply> ScanOnce(const scanner::v1::ScanHeader& header,
+                                     absl::string_view message) {
+    grpc::ClientContext ctx;
+    if (!Register(ctx)) return absl::CancelledError("the gateway is shutting down");
+    absl::Cleanup forget = [&] { Forget(ctx); };
+    ScanRequest req;
+    *req.mutable_header() = header;
+    req.set_chunk(message.data(), message.size());
+    scanner::v1::ScanOnceResponse resp;
+    grpc::Status st = stub_->ScanOnce(&ctx, req, &resp);
+    if (!st.ok()) return FromGrpcStatus(st);
+    if (!resp.has_verdict()) return absl::InternalError("scanner-svc sent no verdict");
+    if (!resp.verdict().message_rewritten() && !resp.message().empty()) {
+      return absl::InternalError("scanner-svc sent a message it did not rewrite");
+    }
+    if (static_cast<int64_t>(resp.message().size()) > max_rewritten_size_) {
+      return absl::InternalError("rewritten message from scanner-svc is too large");
+    }
+    ScanReply result;
+    result.verdict = std::move(*resp.mutable_verdict());
+    result.rewritten_message = std::move(*resp.mutable_message());
+    return result;
+  }
+
+  // The streaming call, for messages of any size.
+  absl::StatusOr<ScanReply> ScanStream(const scanner::v1::ScanHeader& header,
+                                       absl::string_view message) {
     grpc::ClientContext ctx;
     if (!Register(ctx)) return absl::CancelledError("the gateway is shutting down");
     absl::Cleanup forget = [&] { Forget(ctx); };
@@ -97,6 +136,7 @@ class GrpcScannerClient : public ScannerClient {
     return result;
   }
 
+ public:
   absl::StatusOr<scanner::v1::PolicyResponse> CheckPolicy(
       const scanner::v1::PolicyRequest& request) override {
     grpc::ClientContext ctx;
@@ -134,6 +174,7 @@ class GrpcScannerClient : public ScannerClient {
   std::unique_ptr<ScannerService::Stub> stub_;
   absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> once_unimplemented_{false};
   absl::flat_hash_set<grpc::ClientContext*> active_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -90,51 +90,29 @@ void ScannerServiceImpl::ReleaseSlot() {
   --running_;
 }
 
-grpc::Status ScannerServiceImpl::Scan(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<scanner::v1::ScanResponse, scanner::v1::ScanRequest>* stream) {
-  absl::Time deadline = DeadlineOf(context);
-  scanner::v1::ScanRequest req;
-  if (!stream->Read(&req)) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty Scan stream");
-  }
-  if (!req.has_header()) {
+grpc::Status ScannerServiceImpl::CheckHeader(const scanner::v1::ScanRequest& first) const {
+  if (!first.has_header()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "the first Scan message must be the header");
   }
-  const scanner::v1::ScanHeader header = req.header();
-  if (!chains_->Has(header.chain())) {
+  if (!chains_->Has(first.header().chain())) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        absl::StrCat("no chain named '", header.chain(), "' is configured"));
+                        absl::StrCat("no chain named '", first.header().chain(),
+                                     "' is configured"));
   }
-  const int64_t limit = chains_->max_message_size();
-  bool too_large = header.size() > limit;
-  std::string message;
-  if (!too_large && header.size() > 0) message.reserve(header.size());
-  int64_t total = 0;
-  auto take = [&](const std::string& chunk) {
-    total += chunk.size();
-    if (total > limit) {
-      // Keep reading so the client can finish sending, but hold nothing.
-      too_large = true;
-      std::string().swap(message);
-    } else if (!too_large) {
-      message.append(chunk);
-    }
-  };
-  take(req.chunk());
-  while (stream->Read(&req)) {
-    if (req.has_header()) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a second header in one stream");
-    }
-    take(req.chunk());
-  }
-  if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+  return grpc::Status::OK;
+}
 
+grpc::Status ScannerServiceImpl::Decide(grpc::ServerContext* context,
+                                        const scanner::v1::ScanHeader& header,
+                                        const std::string& message, int64_t received,
+                                        bool too_large, ChainVerdict* out) {
+  if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
   absl::StatusOr<ChainVerdict> verdict;
   if (too_large) {
-    verdict = chains_->TooLarge(header.chain(), std::max<int64_t>(total, header.size()));
+    verdict = chains_->TooLarge(header.chain(), std::max<int64_t>(received, header.size()));
   } else {
+    absl::Time deadline = DeadlineOf(context);
     if (!AcquireSlot(context, deadline)) {
       return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                           "no scan slot became free before the deadline");
@@ -152,9 +130,52 @@ grpc::Status ScannerServiceImpl::Scan(
   VLOG(1) << "scan " << verdict->sagator_id << " chain=" << header.chain()
           << " size=" << message.size() << " outcome="
           << common::v1::Outcome_Name(verdict->outcome) << " name=" << verdict->result.name;
+  *out = *std::move(verdict);
+  return grpc::Status::OK;
+}
+
+grpc::Status ScannerServiceImpl::Scan(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<scanner::v1::ScanResponse, scanner::v1::ScanRequest>* stream) {
+  scanner::v1::ScanRequest req;
+  if (!stream->Read(&req)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty Scan stream");
+  }
+  if (grpc::Status bad = CheckHeader(req); !bad.ok()) return bad;
+  const scanner::v1::ScanHeader header = req.header();
+  const int64_t limit = chains_->max_message_size();
+  bool too_large = header.size() > limit;
+  std::string message;
+  int64_t total = 0;
+  auto take = [&](std::string* chunk) {
+    total += chunk->size();
+    if (total > limit) {
+      // Keep reading so the client can finish sending, but hold nothing.
+      too_large = true;
+      std::string().swap(message);
+    } else if (!too_large) {
+      if (message.empty()) {
+        message.swap(*chunk);  // the first chunk is taken, not copied
+        if (header.size() > static_cast<int64_t>(message.size())) message.reserve(header.size());
+      } else {
+        message.append(*chunk);
+      }
+    }
+  };
+  take(req.mutable_chunk());
+  while (stream->Read(&req)) {
+    if (req.has_header()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a second header in one stream");
+    }
+    take(req.mutable_chunk());
+  }
+  ChainVerdict verdict;
+  if (grpc::Status st = Decide(context, header, message, total, too_large, &verdict); !st.ok()) {
+    return st;
+  }
   scanner::v1::ScanResponse resp;
-  *resp.mutable_verdict() = ToProto(*verdict);
-  if (!verdict->rewritten) {
+  *resp.mutable_verdict() = ToProto(verdict);
+  if (!verdict.rewritten) {
     // One write, coalesced with the status.
     stream->WriteLast(resp, grpc::WriteOptions());
     return grpc::Status::OK;
@@ -163,7 +184,7 @@ grpc::Status ScannerServiceImpl::Scan(
     return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
   }
   {
-    const std::string& m = *verdict->rewritten;
+    const std::string& m = *verdict.rewritten;
     for (size_t off = 0; off < m.size(); off += kChunkSize) {
       scanner::v1::ScanResponse chunk;
       chunk.set_message_chunk(m.substr(off, kChunkSize));
@@ -172,6 +193,30 @@ grpc::Status ScannerServiceImpl::Scan(
       }
     }
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status ScannerServiceImpl::ScanOnce(grpc::ServerContext* context,
+                                          const scanner::v1::ScanRequest* request,
+                                          scanner::v1::ScanOnceResponse* response) {
+  if (grpc::Status bad = CheckHeader(*request); !bad.ok()) return bad;
+  const scanner::v1::ScanHeader& header = request->header();
+  const std::string& message = request->chunk();
+  if (message.size() > kChunkSize) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("ScanOnce takes at most ", kChunkSize,
+                                     " bytes; use Scan for a ", message.size(),
+                                     "-byte message"));
+  }
+  const int64_t received = static_cast<int64_t>(message.size());
+  bool too_large = std::max(received, header.size()) > chains_->max_message_size();
+  ChainVerdict verdict;
+  if (grpc::Status st = Decide(context, header, message, received, too_large, &verdict);
+      !st.ok()) {
+    return st;
+  }
+  *response->mutable_verdict() = ToProto(verdict);
+  if (verdict.rewritten) *response->mutable_message() = *std::move(verdict.rewritten);
   return grpc::Status::OK;
 }
 

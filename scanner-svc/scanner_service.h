@@ -5,6 +5,7 @@
 // larger message is drained and gets the "not scanned: too large" verdict), waits
 // for one of `max_concurrent_scans` slots, runs the chain under the call's deadline
 // (or global.scan_timeout when the caller set none), and streams the verdict back.
+// ScanOnce does the same for a message that came whole in one request.
 // Thread-safe.
 #ifndef SAGATOR_SCANNER_SVC_SCANNER_SERVICE_H_
 #define SAGATOR_SCANNER_SVC_SCANNER_SERVICE_H_
@@ -27,6 +28,8 @@ class ScannerServiceImpl final : public scanner::v1::ScannerService::Service {
   grpc::Status Scan(grpc::ServerContext* context,
                     grpc::ServerReaderWriter<scanner::v1::ScanResponse,
                                              scanner::v1::ScanRequest>* stream) override;
+  grpc::Status ScanOnce(grpc::ServerContext* context, const scanner::v1::ScanRequest* request,
+                        scanner::v1::ScanOnceResponse* response) override;
   grpc::Status CheckPolicy(grpc::ServerContext* context,
                            const scanner::v1::PolicyRequest* request,
                            scanner::v1::PolicyResponse* response) override;
@@ -40,6 +43,13 @@ class ScannerServiceImpl final : public scanner::v1::ScannerService::Service {
   bool AcquireSlot(grpc::ServerContext* context, absl::Time deadline);
   void ReleaseSlot();
   absl::Time DeadlineOf(const grpc::ServerContext* context) const;
+  // The first request of a scan names a configured chain.
+  grpc::Status CheckHeader(const scanner::v1::ScanRequest& first) const;
+  // Runs the header's chain on `message` under the call's deadline, or gives the
+  // "too large" verdict for `received` bytes; both Scan and ScanOnce end here.
+  grpc::Status Decide(grpc::ServerContext* context, const scanner::v1::ScanHeader& header,
+                      const std::string& message, int64_t received, bool too_large,
+                      ChainVerdict* out);
 
   const ChainSet* chains_;
   const int max_concurrent_;

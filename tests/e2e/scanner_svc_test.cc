@@ -17,6 +17,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "sagator/scanner/v1/scanner.grpc.pb.h"
+#include "tests/harness/spamd_daemon.h"
 #include "tests/harness/subprocess.h"
 #include "tests/harness/test_mail.h"
 
@@ -57,6 +58,10 @@ class ScannerSvcTest : public ::testing::Test {
   static void SetUpTestSuite() {
     hung_ = new SilentListener();
     std::string dir = testing::MakeTempDir("scanner_svc");
+    // spamd with filter: true rewrites every message (its X-Spam-* headers).
+    auto spamd = harness::SpamdDaemon::Start(dir + "/spamd");
+    ASSERT_TRUE(spamd.ok()) << spamd.status();
+    spamd_ = spamd->release();
     std::string cfg = dir + "/sagator.yaml";
     testing::WriteFile(
         cfg, absl::StrCat("global: {hostname: e2e.example, max_message_size: 256K}\n"
@@ -66,6 +71,8 @@ class ScannerSvcTest : public ::testing::Test {
                           "]}}]\n"
                           "  hung: [{clamd: {address: '127.0.0.1:", hung_->port(),
                           "', timeout: 60s}}]\n"
+                          "  filtered: [{spamassassind: {address: '", spamd_->address(),
+                          "', filter: true, timeout: 60s}}]\n"
                           "services:\n"
                           "  - scanner_svc: {port: 0, threads: 2}\n"));
     port_file_ = new std::string(dir + "/port");
@@ -83,11 +90,13 @@ class ScannerSvcTest : public ::testing::Test {
     delete channel_;
     delete hung_;
     delete port_file_;
+    delete spamd_;
   }
 
   struct ScanOutcome {
     grpc::Status status;
     scanner::v1::Verdict verdict;
+    std::string rewritten;
   };
 
   static ScanOutcome Scan(const std::string& chain, const std::string& message,
@@ -113,9 +122,30 @@ class ScannerSvcTest : public ::testing::Test {
     ScanOutcome out;
     scanner::v1::ScanResponse resp;
     if (stream->Read(&resp)) out.verdict = resp.verdict();
-    while (stream->Read(&resp)) {
-    }
+    while (stream->Read(&resp)) out.rewritten += resp.message_chunk();
     out.status = stream->Finish();
+    return out;
+  }
+
+  // The same question as one ScanOnce call.
+  static ScanOutcome ScanOnce(const std::string& chain, const std::string& message,
+                              int64_t size = -1, bool with_header = true) {
+    auto stub = scanner::v1::ScannerService::NewStub(*channel_);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    scanner::v1::ScanRequest req;
+    if (with_header) {
+      req.mutable_header()->set_chain(chain);
+      req.mutable_header()->set_size(size < 0 ? message.size() : size);
+      req.mutable_header()->mutable_envelope()->set_sender("a@example.org");
+      req.mutable_header()->mutable_envelope()->add_recipients("b@example.org");
+    }
+    req.set_chunk(message);
+    scanner::v1::ScanOnceResponse resp;
+    ScanOutcome out;
+    out.status = stub->ScanOnce(&ctx, req, &resp);
+    out.verdict = resp.verdict();
+    out.rewritten = resp.message();
     return out;
   }
 
@@ -123,12 +153,14 @@ class ScannerSvcTest : public ::testing::Test {
   static std::shared_ptr<grpc::Channel>* channel_;
   static SilentListener* hung_;
   static std::string* port_file_;
+  static harness::SpamdDaemon* spamd_;
 };
 
 testing::Subprocess* ScannerSvcTest::server_;
 std::shared_ptr<grpc::Channel>* ScannerSvcTest::channel_;
 SilentListener* ScannerSvcTest::hung_;
 std::string* ScannerSvcTest::port_file_;
+harness::SpamdDaemon* ScannerSvcTest::spamd_;
 
 std::string Mail(absl::string_view body) {
   return absl::StrCat("From: a@example.org\r\nTo: b@example.org\r\nSubject: t\r\n\r\n", body,
@@ -216,6 +248,51 @@ TEST_F(ScannerSvcTest, UnknownChainAndBadStreamsAreRefused) {
   scanner::v1::ScanResponse resp;
   EXPECT_FALSE(stream->Read(&resp));
   EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(ScannerSvcTest, ScanOnceDecidesAsTheStreamDoes) {
+  ScanOutcome virus = ScanOnce("default", Mail(kEicar));
+  ASSERT_TRUE(virus.status.ok()) << virus.status.error_message();
+  EXPECT_EQ(virus.verdict.outcome(), common::v1::REJECT);
+  EXPECT_THAT(virus.verdict.detection(), StartsWith("Eicar-Test-Signature"));
+  EXPECT_EQ(virus.verdict.scanner_path(), "libclam()");
+
+  ScanOutcome clean = ScanOnce("default", Mail("nothing to see"));
+  ASSERT_TRUE(clean.status.ok()) << clean.status.error_message();
+  EXPECT_EQ(clean.verdict.outcome(), common::v1::PASS);
+  ASSERT_GE(clean.verdict.header_edits_size(), 2);
+  EXPECT_EQ(clean.verdict.header_edits(0).name(), "X-Sagator-ID");
+  EXPECT_FALSE(clean.verdict.message_rewritten());
+  EXPECT_EQ(clean.rewritten, "");
+
+  // Announced over max_message_size (256K): not scanned, as by the stream.
+  ScanOutcome large = ScanOnce("default", Mail(kEicar), 300 * 1024);
+  ASSERT_TRUE(large.status.ok()) << large.status.error_message();
+  EXPECT_TRUE(large.verdict.not_scanned());
+  EXPECT_EQ(large.verdict.detection(), "not scanned: too large");
+}
+
+TEST_F(ScannerSvcTest, ScanOnceRefusesWhatTheStreamRefuses) {
+  EXPECT_EQ(ScanOnce("nope", "x").status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(ScanOnce("default", "x", -1, /*with_header=*/false).status.error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // More than one chunk's worth belongs on the stream.
+  ScanOutcome big = ScanOnce("default", std::string((1 << 20) + 1, 'x'));
+  EXPECT_EQ(big.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(big.status.error_message(), HasSubstr("use Scan"));
+}
+
+TEST_F(ScannerSvcTest, RewrittenMessageComesBackByBothCalls) {
+  std::string mail = Mail("a message for SpamAssassin to rewrite");
+  ScanOutcome streamed = Scan("filtered", mail);
+  ScanOutcome once = ScanOnce("filtered", mail);
+  for (const ScanOutcome* r : {&streamed, &once}) {
+    ASSERT_TRUE(r->status.ok()) << r->status.error_message();
+    EXPECT_EQ(r->verdict.outcome(), common::v1::PASS);
+    EXPECT_TRUE(r->verdict.message_rewritten());
+    EXPECT_THAT(r->rewritten, HasSubstr("X-Spam-Checker-Version:"));
+    EXPECT_THAT(r->rewritten, HasSubstr("a message for SpamAssassin to rewrite"));
+  }
 }
 
 TEST_F(ScannerSvcTest, ExpiredDeadlineStopsAHungScanAndFreesTheSlot) {
