@@ -1,6 +1,9 @@
 #include "scanner-svc/scanner_service.h"
 
+#include <algorithm>
 #include <chrono>
+
+#include <boost/asio/post.hpp>
 
 #include <glog/logging.h>
 
@@ -59,19 +62,27 @@ scanner::v1::Verdict ToProto(const ChainVerdict& v) {
 }
 
 ScannerServiceImpl::ScannerServiceImpl(const ChainSet* chains, int max_concurrent_scans,
-                                       absl::Duration default_deadline)
+                                       absl::Duration default_deadline, int policy_threads)
     : chains_(chains),
       max_concurrent_(max_concurrent_scans),
-      default_deadline_(default_deadline) {}
+      default_deadline_(default_deadline),
+      policy_pool_(std::make_unique<boost::asio::thread_pool>(
+          policy_threads > 0 ? policy_threads : std::max(4, 2 * max_concurrent_scans))),
+      scan_pool_(std::make_unique<boost::asio::thread_pool>(max_concurrent_scans)) {}
 
-absl::Time ScannerServiceImpl::DeadlineOf(const grpc::ServerContext* context) const {
+ScannerServiceImpl::~ScannerServiceImpl() {
+  policy_pool_->join();
+  scan_pool_->join();
+}
+
+absl::Time ScannerServiceImpl::DeadlineOf(const grpc::ServerContextBase* context) const {
   auto d = context->deadline();
   absl::Time fallback = absl::Now() + default_deadline_;
   if (d == std::chrono::system_clock::time_point::max()) return fallback;
   return std::min(absl::FromChrono(d), fallback);
 }
 
-bool ScannerServiceImpl::AcquireSlot(grpc::ServerContext* context, absl::Time deadline) {
+bool ScannerServiceImpl::AcquireSlot(grpc::ServerContextBase* context, absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   auto free = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return running_ < max_concurrent_; };
   while (!free()) {
@@ -103,7 +114,7 @@ grpc::Status ScannerServiceImpl::CheckHeader(const scanner::v1::ScanRequest& fir
   return grpc::Status::OK;
 }
 
-grpc::Status ScannerServiceImpl::Decide(grpc::ServerContext* context,
+grpc::Status ScannerServiceImpl::Decide(grpc::ServerContextBase* context,
                                         const scanner::v1::ScanHeader& header,
                                         const std::string& message, int64_t received,
                                         bool too_large, ChainVerdict* out) {
@@ -196,12 +207,23 @@ grpc::Status ScannerServiceImpl::Scan(
   return grpc::Status::OK;
 }
 
-grpc::Status ScannerServiceImpl::ScanOnce(grpc::ServerContext* context,
-                                          const scanner::v1::ScanRequest* request,
-                                          scanner::v1::ScanOnceResponse* response) {
-  if (grpc::Status bad = CheckHeader(*request); !bad.ok()) return bad;
-  const scanner::v1::ScanHeader& header = request->header();
-  const std::string& message = request->chunk();
+grpc::ServerUnaryReactor* ScannerServiceImpl::ScanOnce(grpc::CallbackServerContext* context,
+                                                       const scanner::v1::ScanRequest* request,
+                                                       scanner::v1::ScanOnceResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  // The context, request and response live until Finish.
+  boost::asio::post(*scan_pool_, [this, context, request, response, reactor] {
+    reactor->Finish(ScanWhole(context, *request, response));
+  });
+  return reactor;
+}
+
+grpc::Status ScannerServiceImpl::ScanWhole(grpc::ServerContextBase* context,
+                                           const scanner::v1::ScanRequest& request,
+                                           scanner::v1::ScanOnceResponse* response) {
+  if (grpc::Status bad = CheckHeader(request); !bad.ok()) return bad;
+  const scanner::v1::ScanHeader& header = request.header();
+  const std::string& message = request.chunk();
   if (message.size() > kChunkSize) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("ScanOnce takes at most ", kChunkSize,
@@ -220,14 +242,22 @@ grpc::Status ScannerServiceImpl::ScanOnce(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status ScannerServiceImpl::CheckPolicy(grpc::ServerContext* context,
-                                             const scanner::v1::PolicyRequest* request,
-                                             scanner::v1::PolicyResponse* response) {
-  absl::StatusOr<scanner::v1::PolicyResponse> r = DecidePolicy(
-      *chains_, *request, DeadlineOf(context), [context] { return context->IsCancelled(); });
-  if (!r.ok()) return ToGrpcStatus(r.status());
-  *response = *std::move(r);
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* ScannerServiceImpl::CheckPolicy(
+    grpc::CallbackServerContext* context, const scanner::v1::PolicyRequest* request,
+    scanner::v1::PolicyResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  // The context, request and response live until Finish.
+  boost::asio::post(*policy_pool_, [this, context, request, response, reactor] {
+    absl::StatusOr<scanner::v1::PolicyResponse> r = DecidePolicy(
+        *chains_, *request, DeadlineOf(context), [context] { return context->IsCancelled(); });
+    if (!r.ok()) {
+      reactor->Finish(ToGrpcStatus(r.status()));
+      return;
+    }
+    *response = *std::move(r);
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
 }
 
 absl::StatusOr<scanner::v1::PolicyResponse> DecidePolicy(const ChainSet& chains,

@@ -12,6 +12,9 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
+
+#include <boost/asio/thread_pool.hpp>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -20,19 +23,33 @@
 
 namespace sagator {
 
-class ScannerServiceImpl final : public scanner::v1::ScannerService::Service {
+// ScanOnce and CheckPolicy use gRPC's callback API and do their work on pools of
+// their own (ScanOnce's has one thread per scan slot): the synchronous server's
+// thread hand-offs cost more than a small scan or a policy decision (scan_bench at
+// 50 KB: 1,030-1,100 msg/s synchronous, 1,440-1,500 this way; policy_bench: 40%
+// more decisions per second). Nothing runs on gRPC's own threads, so a hung daemon
+// or database stalls only the calls that wait for it. Scan stays synchronous.
+class ScannerServiceImpl final
+    : public scanner::v1::ScannerService::WithCallbackMethod_CheckPolicy<
+          scanner::v1::ScannerService::WithCallbackMethod_ScanOnce<
+              scanner::v1::ScannerService::Service>> {
  public:
+  // `policy_threads` decide CheckPolicy calls (0: 2 * max_concurrent_scans, at
+  // least 4).
   ScannerServiceImpl(const ChainSet* chains, int max_concurrent_scans,
-                     absl::Duration default_deadline);
+                     absl::Duration default_deadline, int policy_threads = 0);
+  // Waits for the policy decisions in flight.
+  ~ScannerServiceImpl() override;
 
   grpc::Status Scan(grpc::ServerContext* context,
                     grpc::ServerReaderWriter<scanner::v1::ScanResponse,
                                              scanner::v1::ScanRequest>* stream) override;
-  grpc::Status ScanOnce(grpc::ServerContext* context, const scanner::v1::ScanRequest* request,
-                        scanner::v1::ScanOnceResponse* response) override;
-  grpc::Status CheckPolicy(grpc::ServerContext* context,
-                           const scanner::v1::PolicyRequest* request,
-                           scanner::v1::PolicyResponse* response) override;
+  grpc::ServerUnaryReactor* ScanOnce(grpc::CallbackServerContext* context,
+                                     const scanner::v1::ScanRequest* request,
+                                     scanner::v1::ScanOnceResponse* response) override;
+  grpc::ServerUnaryReactor* CheckPolicy(grpc::CallbackServerContext* context,
+                                        const scanner::v1::PolicyRequest* request,
+                                        scanner::v1::PolicyResponse* response) override;
 
   // Scans running now (for tests and metrics).
   int active_scans() const { return active_.load(); }
@@ -40,14 +57,17 @@ class ScannerServiceImpl final : public scanner::v1::ScannerService::Service {
  private:
   // Waits for a free scan slot until `deadline`; false when the time ran out or the
   // caller cancelled.
-  bool AcquireSlot(grpc::ServerContext* context, absl::Time deadline);
+  bool AcquireSlot(grpc::ServerContextBase* context, absl::Time deadline);
   void ReleaseSlot();
-  absl::Time DeadlineOf(const grpc::ServerContext* context) const;
+  absl::Time DeadlineOf(const grpc::ServerContextBase* context) const;
+  // ScanOnce's work, on the scan pool.
+  grpc::Status ScanWhole(grpc::ServerContextBase* context, const scanner::v1::ScanRequest& request,
+                         scanner::v1::ScanOnceResponse* response);
   // The first request of a scan names a configured chain.
   grpc::Status CheckHeader(const scanner::v1::ScanRequest& first) const;
   // Runs the header's chain on `message` under the call's deadline, or gives the
   // "too large" verdict for `received` bytes; both Scan and ScanOnce end here.
-  grpc::Status Decide(grpc::ServerContext* context, const scanner::v1::ScanHeader& header,
+  grpc::Status Decide(grpc::ServerContextBase* context, const scanner::v1::ScanHeader& header,
                       const std::string& message, int64_t received, bool too_large,
                       ChainVerdict* out);
 
@@ -57,6 +77,8 @@ class ScannerServiceImpl final : public scanner::v1::ScannerService::Service {
   absl::Mutex mu_;
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<int> active_{0};
+  std::unique_ptr<boost::asio::thread_pool> policy_pool_;
+  std::unique_ptr<boost::asio::thread_pool> scan_pool_;
 };
 
 // Runs a policy chain for one CheckPolicy request: the whole of CheckPolicy without

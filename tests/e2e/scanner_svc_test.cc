@@ -315,6 +315,34 @@ TEST_F(ScannerSvcTest, ExpiredDeadlineStopsAHungScanAndFreesTheSlot) {
   EXPECT_LT(absl::Now() - after, absl::Seconds(2));
 }
 
+TEST_F(ScannerSvcTest, ScanOnceHonoursItsDeadlineAndFreesTheSlots) {
+  // Three calls for two slots, all stuck on the hung clamd: each ends at its
+  // deadline, queued or not, and the service scans at once afterwards.
+  absl::Time start = absl::Now();
+  std::vector<std::thread> calls;
+  std::vector<grpc::StatusCode> codes(3);
+  for (int i = 0; i < 3; ++i) {
+    calls.emplace_back([&, i] {
+      auto stub = scanner::v1::ScannerService::NewStub(*channel_);
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(500)));
+      scanner::v1::ScanRequest req;
+      req.mutable_header()->set_chain("hung");
+      req.set_chunk("x");
+      scanner::v1::ScanOnceResponse resp;
+      codes[i] = stub->ScanOnce(&ctx, req, &resp).error_code();
+    });
+  }
+  for (auto& t : calls) t.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  for (grpc::StatusCode c : codes) EXPECT_EQ(c, grpc::StatusCode::DEADLINE_EXCEEDED);
+  absl::Time after = absl::Now();
+  ScanOutcome r = ScanOnce("default", Mail(kEicar));
+  EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.verdict.outcome(), common::v1::REJECT);
+  EXPECT_LT(absl::Now() - after, absl::Seconds(2));
+}
+
 TEST_F(ScannerSvcTest, CancelledCallStopsTheScan) {
   grpc::ClientContext ctx;
   std::thread canceller([&] {
