@@ -4,7 +4,12 @@
 // (80% by default) from a fixed pool of triplets that recur, the rest brand-new
 // triplets (bench::PolicyTraffic). Contenders:
 //   (0) Debian's postgrey (Perl, BerkeleyDB): the reference,
-//   and any further policy server added with PolicyBench::Add (SAGATOR's smtpd_policy).
+//   and any further policy server added with PolicyBench::Add (SAGATOR's smtpd_policy),
+//   last the floor: a responder in this process that answers DUNNO to every request
+//   without looking at it (a thread per connection, blocking reads). Its row is the
+//   most this machine and this load generator can do at all; "ceiling" ratios give
+//   what no real policy server here could exceed. (Its CPU column counts this whole
+//   process: the load generator too.)
 // Each contender gets, alone on the machine: a warm-up (every pool triplet once,
 // greylisted; after the delay once more, passed: the pool is then known, as on a
 // server that has run for a while), then three rows: one connection as fast as it
@@ -15,8 +20,13 @@
 // mixes match; each row prints its mix. It prints figures and ratios; it is not a
 // pass/fail test.
 // Run: scripts/bench.sh policy (or bazel run //tests/bench:policy_bench -- --seconds 2).
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <thread>
 
 #include <algorithm>
 #include <cstdio>
@@ -48,6 +58,7 @@ ABSL_FLAG(int, delay, 1, "Greylisting delay in seconds every contender is config
 ABSL_FLAG(bool, postgrey_db_on_disk, false,
           "Keep postgrey's BerkeleyDB under TEST_TMPDIR instead of on tmpfs: postgrey then "
           "fsyncs every request's transaction to disk");
+ABSL_FLAG(bool, floor, true, "Also measure the no-work responder (the machine's ceiling)");
 ABSL_FLAG(bool, postgrey_system_whitelists, false,
           "Give postgrey Debian's whitelist files (a client-name regex list checked on every "
           "request) instead of empty ones");
@@ -60,6 +71,58 @@ using bench::PolicyLoadOptions;
 using testing::PickFreePort;
 using testing::RunfilePath;
 using testing::Subprocess;
+
+// The floor: answers "action=DUNNO" to each request block (up to its blank line)
+// without parsing it. Thread per connection; stops with the process.
+class FloorResponder {
+ public:
+  FloorResponder() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd_, 64) != 0) {
+      return;
+    }
+    socklen_t len = sizeof(a);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    std::thread([fd = fd_] {
+      for (;;) {
+        int c = accept(fd, nullptr, nullptr);
+        if (c < 0) return;
+        std::thread(Serve, c).detach();
+      }
+    }).detach();
+  }
+  int port() const { return port_; }
+
+ private:
+  static void Serve(int c) {
+    static constexpr char kReply[] = "action=DUNNO\n\n";
+    char buf[16384];
+    bool line_start = false;  // the previous byte ended a line
+    for (;;) {
+      ssize_t n = read(c, buf, sizeof(buf));
+      if (n <= 0) break;
+      for (ssize_t i = 0; i < n; ++i) {
+        if (buf[i] != '\n') {
+          line_start = false;
+        } else if (line_start) {  // a blank line ends the request
+          line_start = false;
+          if (write(c, kReply, sizeof(kReply) - 1) < 0) break;
+        } else {
+          line_start = true;
+        }
+      }
+    }
+    close(c);
+  }
+  int fd_ = -1;
+  int port_ = 0;
+};
 
 class PolicyBench {
  public:
@@ -174,6 +237,15 @@ class PolicyBench {
           ratio(c.paced.figures.p99_ms, ref.paced.figures.p99_ms), options_.connections,
           ratio(c.cpu_many, ref.cpu_many));
     }
+    const Contender& floor = contenders_.back();
+    if (floor.name.rfind("floor", 0) == 0) {
+      printf(
+          "ceiling on this machine (floor / %s): %d conns %.2fx, 1 conn %.2fx: no policy server "
+          "can go faster here than its connections, the kernel and this load generator allow\n",
+          ref.name.c_str(), options_.connections,
+          ratio(floor.many.figures.msgs_per_s, ref.many.figures.msgs_per_s),
+          ratio(floor.one.figures.msgs_per_s, ref.one.figures.msgs_per_s));
+    }
   }
 
   Options options_;
@@ -286,6 +358,11 @@ int Main() {
       }
     }
     bench.Add(su.name, "127.0.0.1", su.port, {su.policy->pid(), su.scanner->pid()});
+  }
+  std::unique_ptr<FloorResponder> floor;
+  if (absl::GetFlag(FLAGS_floor)) {
+    floor = std::make_unique<FloorResponder>();
+    bench.Add("floor (DUNNO, no work)", "127.0.0.1", floor->port(), {getpid()});
   }
   int rc = bench.Run();
   (*postgrey)->Stop().IgnoreError();
