@@ -218,8 +218,11 @@ class PolicyServer::Impl {
   awaitable<std::string> Answer(const std::shared_ptr<Connection>& c,
                                 const PolicyAttributes& attributes) {
     const Clock::time_point start = Clock::now();
-    const scanner::v1::PolicyRequest request = ToPolicyRequest(attributes, opt_.chain);
-    PolicyResult response = co_await Decide(request);
+    // Shared with the decision thread, which may outlive this coroutine's wait.
+    auto shared_request = std::make_shared<const scanner::v1::PolicyRequest>(
+        ToPolicyRequest(attributes, opt_.chain));
+    const scanner::v1::PolicyRequest& request = *shared_request;
+    PolicyResult response = co_await Decide(shared_request);
 
     PolicyAction action;
     std::string error;
@@ -274,9 +277,8 @@ class PolicyServer::Impl {
     co_return reply;
   }
 
-  // CheckPolicy on the pool, with the decision deadline. `request` must outlive the
-  // call (the caller awaits it at once).
-  awaitable<PolicyResult> Decide(const scanner::v1::PolicyRequest& request) {
+  // CheckPolicy on the pool, with the decision deadline.
+  awaitable<PolicyResult> Decide(std::shared_ptr<const scanner::v1::PolicyRequest> request) {
     asio::any_io_executor ex = co_await asio::this_coro::executor;
     auto pending = std::make_shared<PendingDecision>(ex);
     pending->timer.expires_after(net::ToChrono(opt_.policy_timeout));
@@ -284,7 +286,7 @@ class PolicyServer::Impl {
       // Queued past the deadline (every decision thread was busy): nobody waits.
       PolicyResult r = pending->abandoned.load()
                            ? PolicyResult(absl::DeadlineExceededError("abandoned"))
-                           : scanner_->CheckPolicy(request);
+                           : scanner_->CheckPolicy(*request);
       asio::post(ex, [pending, r = std::move(r)]() mutable {
         pending->result = std::move(r);
         pending->timer.cancel();
