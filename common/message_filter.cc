@@ -53,6 +53,7 @@ FilterDecision DecideOnScan(absl::StatusOr<ScanReply> scan) {
   }
   scanner::v1::Verdict& v = scan->verdict;
   out.code = CodeForOutcome(v.outcome());
+  out.outcome = v.outcome();
   out.level = v.level();
   out.detection = v.detection();
   out.sagator_id = v.sagator_id();
@@ -96,7 +97,12 @@ FilterDecision ScanAndDecide(ScannerClient& scanner, const FilterRequest& reques
   scanner::v1::ScanHeader header;
   header.set_chain(request.chain);
   *header.mutable_envelope() = request.envelope;
-  header.set_size(static_cast<int64_t>(request.message.size()));
+  if (request.head_of > 0) {
+    header.set_size(request.head_of);
+    header.set_head_only(true);
+  } else {
+    header.set_size(static_cast<int64_t>(request.message.size()));
+  }
   header.set_gateway(request.gateway);
   return DecideOnScan(scanner.Scan(header, request.message));
 }

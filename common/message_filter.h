@@ -48,6 +48,10 @@ struct FilterRequest {
   common::v1::Envelope envelope;
   // The raw message; moved from, so the caller's copy is released early.
   std::string message;
+  // When > 0: `message` is only the head (the header block) of a message of this
+  // many bytes, too large to scan. scanner-svc logs it and gives its outcome for
+  // mail not scanned (ScanHeader.head_only).
+  int64_t head_of = 0;
 };
 
 struct FilterResult {
@@ -68,6 +72,8 @@ struct FilterResult {
 struct FilterDecision {
   // 250, 251, 451, 550 or 551, as in the table above.
   int code = 451;
+  // The verdict's outcome (OUTCOME_UNSPECIFIED when the scan failed).
+  common::v1::Outcome outcome = common::v1::OUTCOME_UNSPECIFIED;
   double level = 0;
   // Text of the result line (see the table above).
   std::string text;

@@ -56,8 +56,10 @@ class ChainRef final : public Scanner {
 class TreeBuilder {
  public:
   TreeBuilder(const LoadedConfig& config,
-              std::map<std::string, std::unique_ptr<Scanner>>* chains, stats::Registry* registry)
-      : config_(config), chains_(chains), registry_(registry) {}
+              std::map<std::string, std::unique_ptr<Scanner>>* chains,
+              std::map<std::string, std::vector<const engine::FinishAfter*>>* finishers,
+              stats::Registry* registry)
+      : config_(config), chains_(chains), finishers_(finishers), registry_(registry) {}
 
   absl::Status BuildChain(const std::string& name) {
     if (chains_->count(name)) return absl::OkStatus();
@@ -65,7 +67,9 @@ class TreeBuilder {
       return absl::InvalidArgumentError(absl::StrCat("chain '", name, "' includes itself"));
     }
     const auto& spec = config_.proto.chains().at(name);
+    current_.push_back(name);
     auto list = BuildList(spec.scanners(), absl::StrCat("chains.", name));
+    current_.pop_back();
     if (!list.ok()) return list.status();
     (*chains_)[name] = std::make_unique<engine::Sequence>(*std::move(list));
     building_.erase(name);
@@ -509,14 +513,14 @@ class TreeBuilder {
                           ? MachineHostname()
                           : config_.proto.global().hostname();
         o.max_body = r.max_body();
-        return ScannerPtr(std::make_unique<engine::FinishAfter>(
+        return Finishing(std::make_unique<engine::FinishAfter>(
             own ? "report_recipients" : "report",
             std::make_shared<scanners::Report>(std::move(o)), *std::move(re), *std::move(inner)));
       }
       case ScannerSpec::kLog: {
         auto inner = BuildInner(spec.log().scanners(), absl::StrCat(path, ".log"));
         if (!inner.ok()) return inner.status();
-        return ScannerPtr(std::make_unique<engine::FinishAfter>(
+        return Finishing(std::make_unique<engine::FinishAfter>(
             "log", std::make_shared<scanners::LogLine>(), nullptr, *std::move(inner)));
       }
       case ScannerSpec::kLogSql: {
@@ -524,7 +528,7 @@ class TreeBuilder {
         if (!inner.ok()) return inner.status();
         auto log = Log(spec.log_sql().db());
         if (!log.ok()) return with_path(log.status());
-        return ScannerPtr(std::make_unique<engine::FinishAfter>(
+        return Finishing(std::make_unique<engine::FinishAfter>(
             "log_sql", std::make_shared<scanners::SqlLogWriter>(*log), nullptr,
             *std::move(inner)));
       }
@@ -572,6 +576,10 @@ class TreeBuilder {
       case ScannerSpec::kChain: {
         absl::Status s = BuildChain(spec.chain());
         if (!s.ok()) return s;
+        // Its log, log_sql and report are this chain's too.
+        const auto& theirs = (*finishers_)[spec.chain()];
+        auto& ours = (*finishers_)[current_.back()];
+        ours.insert(ours.end(), theirs.begin(), theirs.end());
         return ScannerPtr(
             std::make_unique<ChainRef>(spec.chain(), chains_->at(spec.chain()).get()));
       }
@@ -581,8 +589,17 @@ class TreeBuilder {
     return with_path(absl::InvalidArgumentError("names no scanner kind"));
   }
 
+  // A log, log_sql or report node, remembered as one of the current chain's.
+  ScannerPtr Finishing(std::unique_ptr<engine::FinishAfter> node) {
+    (*finishers_)[current_.back()].push_back(node.get());
+    return node;
+  }
+
   const LoadedConfig& config_;
   std::map<std::string, std::unique_ptr<Scanner>>* chains_;
+  std::map<std::string, std::vector<const engine::FinishAfter*>>* finishers_;
+  // The chains being built, innermost last.
+  std::vector<std::string> current_;
   stats::Registry* registry_;
   std::set<std::string> building_;
   std::map<std::string, std::shared_ptr<scanners::ClamEngine>> engines_;
@@ -639,7 +656,7 @@ absl::StatusOr<std::unique_ptr<ChainSet>> ChainSet::Create(
                                                            : config.proto.global().hostname();
   set->max_message_size_ = config.proto.global().max_message_size();
   set->not_scanned_outcome_ = config.proto.global().not_scanned_outcome();
-  TreeBuilder builder(config, &set->chains_, registry);
+  TreeBuilder builder(config, &set->chains_, &set->finishers_, registry);
   for (const std::string& name : chains) {
     if (!config.proto.chains().contains(name)) {
       return absl::NotFoundError(absl::StrCat(config.path, ": no chain named '", name, "'"));
@@ -708,7 +725,8 @@ absl::StatusOr<ChainVerdict> ChainSet::RunChain(absl::string_view chain,
     return absl::NotFoundError(absl::StrCat("no chain named '", chain, "' is configured"));
   }
   if (static_cast<int64_t>(message.size()) > max_message_size_) {
-    return TooLarge(chain, message.size());
+    return TooLarge(chain, message, static_cast<int64_t>(message.size()), std::move(envelope),
+                    deadline);
   }
   engine::ScanContext ctx(message, std::move(envelope), deadline, std::move(cancelled));
   absl::StatusOr<engine::ScanResult> r = it->second->Scan(ctx);
@@ -734,13 +752,16 @@ absl::StatusOr<ChainVerdict> ChainSet::RunChain(absl::string_view chain,
     StoreInQuarantine(ctx, &v);
   }
   ChainVerdict out = Finish(*it->second, std::move(v), content);
-  if (content && !ctx.finish_requests().empty()) {
-    // log, log_sql and report act on the decision, quarantine id included.
-    engine::Decision d{ctx.message(), &ctx.envelope(), &out.result,  out.outcome,
-                       out.sagator_id,  out.quarantine_id, ctx.deadline()};
-    for (const engine::FinishRequest& f : ctx.finish_requests()) f.finisher->Finish(d, f.trigger);
-  }
+  if (content) RunFinishers(ctx, static_cast<int64_t>(message.size()), out);
   return out;
+}
+
+void ChainSet::RunFinishers(const engine::ScanContext& ctx, int64_t size,
+                            const ChainVerdict& v) const {
+  // log, log_sql and report act on the decision, quarantine id included.
+  engine::Decision d{ctx.message(), size,          &ctx.envelope(),  &v.result,
+                     v.outcome,     v.sagator_id, v.quarantine_id, ctx.deadline()};
+  for (const engine::FinishRequest& f : ctx.finish_requests()) f.finisher->Finish(d, f.trigger);
 }
 
 void ChainSet::StoreInQuarantine(const engine::ScanContext& ctx, ChainVerdict* v) const {
@@ -771,7 +792,9 @@ void ChainSet::StoreInQuarantine(const engine::ScanContext& ctx, ChainVerdict* v
   v->quarantine_id = *id;
 }
 
-absl::StatusOr<ChainVerdict> ChainSet::TooLarge(absl::string_view chain, int64_t size) const {
+absl::StatusOr<ChainVerdict> ChainSet::TooLarge(absl::string_view chain, absl::string_view head,
+                                                int64_t size, engine::MessageEnvelope envelope,
+                                                absl::Time deadline) const {
   auto it = chains_.find(std::string(chain));
   if (it == chains_.end()) {
     return absl::NotFoundError(absl::StrCat("no chain named '", chain, "' is configured"));
@@ -782,7 +805,16 @@ absl::StatusOr<ChainVerdict> ChainSet::TooLarge(absl::string_view chain, int64_t
   v.result.output = absl::StrCat("message of ", size, " bytes is over the limit of ",
                                  max_message_size_, " bytes");
   v.outcome = not_scanned_outcome_;
-  return Finish(*it->second, std::move(v), true);
+  ChainVerdict out = Finish(*it->second, std::move(v), true);
+  // No scanner ran, but the message is still logged: every log and log_sql of the
+  // chain acts on the verdict (report does not: it reports detections only).
+  engine::ScanContext ctx(head, std::move(envelope), deadline);
+  auto f = finishers_.find(std::string(chain));
+  if (f != finishers_.end()) {
+    for (const engine::FinishAfter* node : f->second) node->RequestFinish(ctx, out.result);
+  }
+  RunFinishers(ctx, size, out);
+  return out;
 }
 
 }  // namespace sagator

@@ -28,6 +28,7 @@
 #include "common/config.h"
 #include "common/stats.h"
 #include "sagator/common/v1/common.pb.h"
+#include "scanner-svc/engine/actions.h"
 #include "scanner-svc/engine/scanner.h"
 
 namespace sagator {
@@ -84,8 +85,12 @@ class ChainSet {
                                          engine::MessageEnvelope envelope, absl::Time deadline,
                                          std::function<bool()> cancelled = nullptr) const;
 
-  // The verdict for a message that is too large to scan (`size` bytes).
-  absl::StatusOr<ChainVerdict> TooLarge(absl::string_view chain, int64_t size) const;
+  // The verdict for a message that is too large to scan (`size` bytes, of which
+  // `head` is the start that was kept: its header block at least, when it can be).
+  // The chain's log and log_sql record it.
+  absl::StatusOr<ChainVerdict> TooLarge(absl::string_view chain, absl::string_view head,
+                                        int64_t size, engine::MessageEnvelope envelope,
+                                        absl::Time deadline) const;
 
   int64_t max_message_size() const { return max_message_size_; }
   const std::string& hostname() const { return hostname_; }
@@ -100,9 +105,14 @@ class ChainSet {
   // becomes the verdict's error (TEMPFAIL).
   void StoreInQuarantine(const engine::ScanContext& ctx, ChainVerdict* v) const;
   ChainVerdict Finish(const engine::Scanner& chain, ChainVerdict v, bool content) const;
+  // Runs the finishers `ctx` asked for with the decision `v` about a message of
+  // `size` bytes.
+  void RunFinishers(const engine::ScanContext& ctx, int64_t size, const ChainVerdict& v) const;
 
   std::unique_ptr<stats::Registry> own_registry_;
   std::map<std::string, std::unique_ptr<engine::Scanner>> chains_;
+  // Each chain's log, log_sql and report nodes (those of chains it includes too).
+  std::map<std::string, std::vector<const engine::FinishAfter*>> finishers_;
   std::string hostname_;
   int64_t max_message_size_ = 0;
   common::v1::Outcome not_scanned_outcome_ = common::v1::FORCED_PASS;

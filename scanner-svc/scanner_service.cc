@@ -15,6 +15,8 @@ namespace sagator {
 namespace {
 
 constexpr size_t kChunkSize = 1 << 20;
+// What is kept of a message too large to scan: enough for its header block.
+constexpr size_t kTooLargeHead = 64 << 10;
 
 common::v1::HeaderEdit::Kind ToProtoKind(engine::HeaderEdit::Kind k) {
   switch (k) {
@@ -121,7 +123,8 @@ grpc::Status ScannerServiceImpl::Decide(grpc::ServerContextBase* context,
   if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
   absl::StatusOr<ChainVerdict> verdict;
   if (too_large) {
-    verdict = chains_->TooLarge(header.chain(), std::max<int64_t>(received, header.size()));
+    verdict = chains_->TooLarge(header.chain(), message, std::max<int64_t>(received, header.size()),
+                                FromProto(header.envelope()), DeadlineOf(context));
   } else {
     absl::Time deadline = DeadlineOf(context);
     if (!AcquireSlot(context, deadline)) {
@@ -155,16 +158,23 @@ grpc::Status ScannerServiceImpl::Scan(
   if (grpc::Status bad = CheckHeader(req); !bad.ok()) return bad;
   const scanner::v1::ScanHeader header = req.header();
   const int64_t limit = chains_->max_message_size();
-  bool too_large = header.size() > limit;
+  bool too_large = header.head_only() || header.size() > limit;
   std::string message;
   int64_t total = 0;
   auto take = [&](std::string* chunk) {
     total += chunk->size();
-    if (total > limit) {
-      // Keep reading so the client can finish sending, but hold nothing.
+    if (total > limit && !too_large) {
       too_large = true;
-      std::string().swap(message);
-    } else if (!too_large) {
+      message.resize(std::min(message.size(), kTooLargeHead));
+      message.shrink_to_fit();
+    }
+    if (too_large) {
+      // Keep reading so the client can finish sending, but hold only the head (the
+      // log and report of the chain read its header block).
+      if (message.size() < kTooLargeHead) {
+        message.append(*chunk, 0, std::min(chunk->size(), kTooLargeHead - message.size()));
+      }
+    } else {
       if (message.empty()) {
         message.swap(*chunk);  // the first chunk is taken, not copied
         if (header.size() > static_cast<int64_t>(message.size())) message.reserve(header.size());
@@ -231,7 +241,8 @@ grpc::Status ScannerServiceImpl::ScanWhole(grpc::ServerContextBase* context,
                                      "-byte message"));
   }
   const int64_t received = static_cast<int64_t>(message.size());
-  bool too_large = std::max(received, header.size()) > chains_->max_message_size();
+  bool too_large =
+      header.head_only() || std::max(received, header.size()) > chains_->max_message_size();
   ChainVerdict verdict;
   if (grpc::Status st = Decide(context, header, message, received, too_large, &verdict);
       !st.ok()) {

@@ -140,10 +140,12 @@ std::string Cache::Describe() const { return engine::Describe("cache", *inner_);
 absl::StatusOr<ScanResult> FinishAfter::Scan(ScanContext& ctx) const {
   absl::StatusOr<ScanResult> r = inner_->Scan(ctx);
   if (!r.ok()) return r;
-  if (onlyif_ == nullptr || Matches(*r, *onlyif_)) {
-    ctx.RequestFinish({finisher_.get(), *r});
-  }
+  RequestFinish(ctx, *r);
   return Wrap(*std::move(r), kind_);
+}
+
+void FinishAfter::RequestFinish(ScanContext& ctx, const ScanResult& r) const {
+  if (onlyif_ == nullptr || Matches(r, *onlyif_)) ctx.RequestFinish({finisher_.get(), r});
 }
 
 std::string FinishAfter::Describe() const { return engine::Describe(kind_, *inner_); }

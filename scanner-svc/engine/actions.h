@@ -140,6 +140,9 @@ class FinishAfter final : public Scanner {
         inner_(std::move(inner)) {}
   absl::StatusOr<ScanResult> Scan(ScanContext& ctx) const override;
   std::string Describe() const override;
+  // Asks for the finisher when `r` passes onlyif, as Scan does with its inner
+  // scanners' result. For a message no scanner saw (too large), `r` is the chain's.
+  void RequestFinish(ScanContext& ctx, const ScanResult& r) const;
 
  private:
   std::string kind_;

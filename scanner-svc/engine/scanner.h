@@ -117,7 +117,10 @@ struct QuarantineRequest {
 // How the chain decided a message, for the scanners that act once it has (log,
 // log_sql, report): the final outcome, the X-Sagator-ID and the quarantine id.
 struct Decision {
+  // The message; only its head (the header block) when it was too large to scan.
   absl::string_view message;
+  // The message's size in bytes.
+  int64_t size = 0;
   const MessageEnvelope* envelope = nullptr;
   // The chain's result (for an error: its message in output).
   const ScanResult* result = nullptr;

@@ -75,7 +75,7 @@ std::vector<std::pair<std::string, std::string>> DecisionFields(const engine::De
           {"client", e.client_address},
           {"name", e.client_name},
           {"helo", e.helo},
-          {"size", absl::StrCat(d.message.size())},
+          {"size", absl::StrCat(d.size)},
           {"outcome", outcome},
           {"status", StatusWord(d.outcome)},
           {"level", absl::StrFormat("%.2f", r.level)},
@@ -107,7 +107,7 @@ absl::Status ScanLog::Insert(const engine::Decision& d, absl::Time at) {
   sql::Params params = {absl::ToUnixMicros(at)};
   for (const auto& [k, v] : DecisionFields(d)) {
     if (k == "size") {
-      params.push_back(static_cast<int64_t>(d.message.size()));
+      params.push_back(d.size);
     } else if (k == "level") {
       params.push_back(absl::StrFormat("%.6f", d.result->level));
     } else {

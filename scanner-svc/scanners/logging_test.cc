@@ -60,7 +60,7 @@ class ChainTest : public ::testing::Test {
 TEST(LogLine, QuotesWhatIsNotOneWord) {
   engine::MessageEnvelope e = Envelope("");
   engine::ScanResult r = engine::ScanResult::Detected(2.5, "Spam \"Offer\"", "string_scan()");
-  engine::Decision d{"abc", &e, &r, common::v1::REJECT, "20261126-1-x@h", "", absl::Now()};
+  engine::Decision d{"abc", 3, &e, &r, common::v1::REJECT, "20261126-1-x@h", "", absl::Now()};
   EXPECT_EQ(LogLine::Format(d),
             "scan id=20261126-1-x@h from=\"\" to=bob@example.net,carol@example.net "
             "client=192.0.2.7 name=mail.example.org helo=mail.example.org size=3 "
@@ -79,8 +79,8 @@ TEST_P(ScanLogTest, InsertsOneRowPerMessageAndDeletesOldOnes) {
   engine::MessageEnvelope e = Envelope();
   engine::ScanResult r = engine::ScanResult::Detected(1.25, "Eicar", "libclam()");
   absl::Time now = absl::Now();
-  engine::Decision old{"old", &e, &r, common::v1::REJECT, "id-old", "", now};
-  engine::Decision fresh{"fresh!", &e, &r, common::v1::DROP, "id-new", "q-1", now};
+  engine::Decision old{"old", 3, &e, &r, common::v1::REJECT, "id-old", "", now};
+  engine::Decision fresh{"fresh!", 6, &e, &r, common::v1::DROP, "id-new", "q-1", now};
   ASSERT_TRUE((*log)->Insert(old, now - absl::Hours(48)).ok());
   ASSERT_TRUE((*log)->Insert(fresh, now).ok());
   ASSERT_TRUE((*log)->Insert(fresh, now).ok()) << "a message logged twice stays one row";
@@ -147,7 +147,7 @@ TEST_F(ChainTest, LogCleanupDeletesOldRowsOncePerInterval) {
   engine::MessageEnvelope e = Envelope();
   engine::ScanResult r;
   auto old = [&](const std::string& id) {
-    engine::Decision d{"x", &e, &r, common::v1::PASS, id, "", absl::Now()};
+    engine::Decision d{"x", 1, &e, &r, common::v1::PASS, id, "", absl::Now()};
     ASSERT_TRUE((*log)->Insert(d, absl::Now() - absl::Hours(3)).ok());
   };
   old("a");
@@ -168,6 +168,33 @@ TEST_F(ChainTest, LogCleanupDeletesOldRowsOncePerInterval) {
   old("b");
   ASSERT_TRUE(Run(yaml, kHam).ok());
   EXPECT_THAT(ids(), ElementsAre("b"));
+}
+
+TEST_F(ChainTest, LogSqlRecordsAMessageTooLargeToScan) {
+  // No scanner sees it, but the log_sql of the chain it names, and of the chain
+  // that one includes, each record it with its size and outcome.
+  std::string yaml = absl::StrCat(
+      "global: {max_message_size: 1K}\n"
+      "databases:\n  main: {sqlite: {path: large.db}}\n  other: {sqlite: {path: large2.db}}\n"
+      "chains:\n  c:\n    - log_sql: {db: main, scanners: [", kSpamWord, "]}\n"
+      "    - chain: included\n"
+      "  included:\n    - log_sql: {db: other, scanners: [nothing]}\n");
+  std::string big = absl::StrCat("Subject: big\r\n\r\nBUY NOW ", std::string(3000, 'x'), "\r\n");
+  auto v = Run(yaml, big);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->result.name, "not scanned: too large");
+  EXPECT_EQ(v->outcome, common::v1::FORCED_PASS);
+  for (const char* file : {"/large.db", "/large2.db"}) {
+    auto db = sql::OpenSqlite(absl::StrCat(getenv("TEST_TMPDIR"), file), absl::Seconds(5));
+    ASSERT_TRUE(db.ok());
+    auto rows = (*db)->Query("SELECT sagator_id, outcome, detection, size FROM scan_log", {});
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    ASSERT_EQ(rows->size(), 1u) << file;
+    EXPECT_EQ((*rows)[0].text(0), v->sagator_id);
+    EXPECT_EQ((*rows)[0].text(1), "FORCED_PASS");
+    EXPECT_EQ((*rows)[0].text(2), "not scanned: too large");
+    EXPECT_EQ((*rows)[0].text(3), absl::StrCat(big.size()));
+  }
 }
 
 class ReportTest : public ChainTest {
@@ -281,7 +308,7 @@ TEST(Report, HeaderValuesCannotAddFields) {
   Report report(o);
   engine::MessageEnvelope e = Envelope();
   engine::ScanResult r = engine::ScanResult::Detected(1, "Evil\r\nBcc: x@example.com", "s()");
-  engine::Decision d{"Subject: s\r\n\r\nb\r\n", &e, &r, common::v1::REJECT, "id", "", absl::Now()};
+  engine::Decision d{"Subject: s\r\n\r\nb\r\n", 16, &e, &r, common::v1::REJECT, "id", "", absl::Now()};
   std::string text = report.Render(d, r, {"a@example.org"});
   std::string header = text.substr(0, text.find("\r\n\r\n") + 2);
   EXPECT_THAT(header, Not(HasSubstr("\r\nBcc:")));

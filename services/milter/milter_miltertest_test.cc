@@ -58,6 +58,20 @@ std::vector<std::string> Scanned() {
   return *scanned;
 }
 
+// Messages sent head-only (too large to scan): their announced sizes. The fake
+// answers them as scanner-svc does, not scanned, with not_scanned_outcome.
+std::vector<int64_t>* head_only_sizes ABSL_GUARDED_BY(scanned_mu) = new std::vector<int64_t>;
+common::v1::Outcome not_scanned_outcome ABSL_GUARDED_BY(scanned_mu) = common::v1::FORCED_PASS;
+
+std::vector<int64_t> HeadOnlySizes() {
+  absl::MutexLock lock(&scanned_mu);
+  return *head_only_sizes;
+}
+void SetNotScannedOutcome(common::v1::Outcome o) {
+  absl::MutexLock lock(&scanned_mu);
+  not_scanned_outcome = o;
+}
+
 // PatternVerdicts, plus "SPAMMY": PASS with a subject rewrite and an added field.
 ScanHandler RecordingHandler() {
   ScanHandler base = ::sagator::testing::PatternVerdicts();
@@ -65,6 +79,14 @@ ScanHandler RecordingHandler() {
                 const std::string& message) -> absl::StatusOr<ScanReply> {
     {
       absl::MutexLock lock(&scanned_mu);
+      if (header.head_only()) {
+        head_only_sizes->push_back(header.size());
+        ScanReply r;
+        r.verdict.set_outcome(not_scanned_outcome);
+        r.verdict.set_not_scanned(true);
+        r.verdict.set_detection("not scanned: too large");
+        return r;
+      }
       scanned->push_back(message);
     }
     absl::StatusOr<ScanReply> r = base(header, message);
@@ -334,17 +356,27 @@ TEST_F(MiltertestTest, ProgressRepliesKeepASlowScanAlive) {
 }
 
 TEST_F(MiltertestTest, MailOverTheSizeLimitIsNotScanned) {
+  // Each message goes to scanner-svc head-only (to be logged), and its outcome for
+  // unscanned mail applies.
   size_t before = Scanned().size();
+  size_t heads_before = HeadOnlySizes().size();
   auto accept = StartMilter({.max_message_size = "1K"});
   ExpectOk(Miltertest(*accept, "size.lua", {"size=3000", "limit=1024", "mode=accept"}), *accept);
-  auto reject =
-      StartMilter({.global_extra = ", not_scanned_outcome: REJECT", .max_message_size = "1K"});
-  ExpectOk(Miltertest(*reject, "size.lua", {"size=3000", "limit=1024", "mode=reject"}), *reject);
-  auto tempfail =
-      StartMilter({.global_extra = ", not_scanned_outcome: TEMPFAIL", .max_message_size = "1K"});
-  ExpectOk(Miltertest(*tempfail, "size.lua", {"size=3000", "limit=1024", "mode=tempfail"}),
-           *tempfail);
+  SetNotScannedOutcome(common::v1::REJECT);
+  ExpectOk(Miltertest(*accept, "size.lua", {"size=3000", "limit=1024", "mode=reject"}), *accept);
+  SetNotScannedOutcome(common::v1::TEMPFAIL);
+  ExpectOk(Miltertest(*accept, "size.lua", {"size=3000", "limit=1024", "mode=tempfail"}),
+           *accept);
+  SetNotScannedOutcome(common::v1::FORCED_PASS);
   EXPECT_EQ(Scanned().size(), before);
+  std::vector<int64_t> heads = HeadOnlySizes();
+  ASSERT_EQ(heads.size(), heads_before + 3);
+  for (size_t i = heads_before; i < heads.size(); ++i) EXPECT_GT(heads[i], 3000);
+  // scanner-svc down: the milter's own not_scanned_outcome applies.
+  auto alone = StartMilter({.global_extra = ", not_scanned_outcome: REJECT",
+                            .scanner_target = absl::StrCat("127.0.0.1:", PickFreePort()),
+                            .max_message_size = "1K"});
+  ExpectOk(Miltertest(*alone, "size.lua", {"size=3000", "limit=1024", "mode=reject"}), *alone);
 }
 
 TEST_F(MiltertestTest, RecipientPolicyRunsAtRcpt) {

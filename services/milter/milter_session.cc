@@ -394,62 +394,73 @@ MilterReply MilterSession::EndOfMessage(const std::function<bool()>& progress) {
 
   if (too_large_) {
     ++stats_->too_large;
-    reply = ReplyForTooLarge(options_->not_scanned_outcome, received_header, size,
-                             options_->max_message_size);
     note = absl::StrCat(" not_scanned=too_large limit=", options_->max_message_size);
+  }
+  FilterRequest request;
+  request.gateway = "milter";
+  request.chain = options_->chain;
+  request.envelope = envelope_;
+  *request.envelope.mutable_client() = client_;
+  if (request.envelope.client().protocol().empty()) {
+    request.envelope.mutable_client()->set_protocol("SMTP");
+  }
+  *request.envelope.mutable_received_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  // A message over the limit goes as its header block only: scanner-svc logs it
+  // (log, log_sql) without scanning it.
+  request.message = std::move(message_);
+  if (too_large_) request.head_of = size;
+  ScannerClient* scanner = scanner_;
+  const absl::Time scan_start = absl::Now();
+  std::shared_ptr<ScanWorkers::Pending> pending = workers_->Start(
+      [scanner, request = std::move(request)] { return ScanAndDecide(*scanner, request); });
+  bool mta_gone = false;
+  while (!pending->WaitFor(options_->progress_interval)) {
+    if (!progress()) {
+      mta_gone = true;
+      break;
+    }
+    ++stats_->progress_replies;
+  }
+  if (mta_gone) {
+    // Nobody takes the answer any more; the scan ends at its deadline.
+    ++stats_->mta_gone;
+    reply.action = Action::kTempfail;
+    note = " error=the MTA stopped taking progress replies";
+  } else if (too_large_) {
+    decision = pending->Take();
+    // scanner-svc's outcome for mail not scanned; ours when it could not answer
+    // (the message is not scanned either way).
+    common::v1::Outcome outcome = decision.outcome;
+    if (!decision.scan_status.ok()) {
+      stats_->gateway.Error("scanner");
+      absl::StrAppend(&note, " error=", decision.scan_status.ToString());
+      outcome = options_->not_scanned_outcome;
+    }
+    reply = ReplyForTooLarge(outcome, received_header, size, options_->max_message_size);
   } else {
-    FilterRequest request;
-    request.gateway = "milter";
-    request.chain = options_->chain;
-    request.envelope = envelope_;
-    *request.envelope.mutable_client() = client_;
-    if (request.envelope.client().protocol().empty()) {
-      request.envelope.mutable_client()->set_protocol("SMTP");
+    decision = pending->Take();
+    stats_->gateway.Latency("scan", absl::Now() - scan_start);
+    scanned = true;
+    if (!decision.scan_status.ok()) {
+      ++stats_->scan_failures;
+      stats_->gateway.Error("scanner");
+      note = absl::StrCat(" error=", decision.scan_status.ToString());
     }
-    *request.envelope.mutable_received_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
-    request.message = std::move(message_);
-    ScannerClient* scanner = scanner_;
-    const absl::Time scan_start = absl::Now();
-    std::shared_ptr<ScanWorkers::Pending> pending = workers_->Start(
-        [scanner, request = std::move(request)] { return ScanAndDecide(*scanner, request); });
-    bool mta_gone = false;
-    while (!pending->WaitFor(options_->progress_interval)) {
-      if (!progress()) {
-        mta_gone = true;
-        break;
-      }
-      ++stats_->progress_replies;
-    }
-    if (mta_gone) {
-      // Nobody takes the answer any more; the scan ends at its deadline.
-      ++stats_->mta_gone;
-      reply.action = Action::kTempfail;
-      note = " error=the MTA stopped taking progress replies";
+    if (decision.code == 451 && !decision.scan_status.ok() && options_->fail_open) {
+      int64_t n = ++stats_->fail_open;
+      stats_->gateway.FailOpen();
+      LOG(WARNING) << "session " << id_ << ": scan failed (" << decision.scan_status
+                   << "); fail_open accepts the message unscanned (" << n << " so far)";
+      reply = AcceptUnscanned(received_header, decision.text);
+      absl::StrAppend(&note, " fail_open=", n);
     } else {
-      decision = pending->Take();
-      stats_->gateway.Latency("scan", absl::Now() - scan_start);
-      scanned = true;
-      if (!decision.scan_status.ok()) {
-        ++stats_->scan_failures;
-        stats_->gateway.Error("scanner");
-        note = absl::StrCat(" error=", decision.scan_status.ToString());
+      if (decision.code != 451 && !policy_edits_.empty()) {
+        // After the removal of a forged X-Sagator-Status, before the verdict's own.
+        auto at = decision.header_edits.empty() ? decision.header_edits.end()
+                                                : decision.header_edits.begin() + 1;
+        decision.header_edits.insert(at, policy_edits_.begin(), policy_edits_.end());
       }
-      if (decision.code == 451 && !decision.scan_status.ok() && options_->fail_open) {
-        int64_t n = ++stats_->fail_open;
-        stats_->gateway.FailOpen();
-        LOG(WARNING) << "session " << id_ << ": scan failed (" << decision.scan_status
-                     << "); fail_open accepts the message unscanned (" << n << " so far)";
-        reply = AcceptUnscanned(received_header, decision.text);
-        absl::StrAppend(&note, " fail_open=", n);
-      } else {
-        if (decision.code != 451 && !policy_edits_.empty()) {
-          // After the removal of a forged X-Sagator-Status, before the verdict's own.
-          auto at = decision.header_edits.empty() ? decision.header_edits.end()
-                                                  : decision.header_edits.begin() + 1;
-          decision.header_edits.insert(at, policy_edits_.begin(), policy_edits_.end());
-        }
-        reply = ReplyForDecision(decision, received_header);
-      }
+      reply = ReplyForDecision(decision, received_header);
     }
   }
   Count(reply, scanned ? &decision : nullptr, size);

@@ -168,6 +168,21 @@ TEST_F(MilterSessionTest, SessionsAreCountedAndFreed) {
 
 TEST_F(MilterSessionTest, TooLargeStopsBufferingAndFollowsTheNotScannedOutcome) {
   options_.max_message_size = 1024;
+  // scanner-svc's answer for a head-only message: not scanned, with its outcome.
+  common::v1::Outcome svc_outcome = common::v1::FORCED_PASS;
+  scanner_.SetHandler([&](const scanner::v1::ScanHeader& h,
+                          const std::string& m) -> absl::StatusOr<ScanReply> {
+    ScanReply r;
+    if (h.head_only()) {
+      r.verdict.set_not_scanned(true);
+      r.verdict.set_detection("not scanned: too large");
+      r.verdict.set_outcome(svc_outcome);
+      r.verdict.set_sagator_id("id-large");
+    } else {
+      r.verdict.set_outcome(common::v1::PASS);
+    }
+    return r;
+  });
   auto s = NewSession();
   s->MailFrom("<alice@example.org>");
   s->Recipient("<bob@example.org>");
@@ -178,24 +193,48 @@ TEST_F(MilterSessionTest, TooLargeStopsBufferingAndFollowsTheNotScannedOutcome) 
   EXPECT_TRUE(s->too_large());
   EXPECT_LE(s->message().size(), 1024u);
   EXPECT_GT(s->message_bytes(), 10000);
+  const int64_t size = s->message_bytes();
   MilterReply r = s->EndOfMessage(NoProgress);
-  EXPECT_EQ(scanner_.calls(), 0);
+  // Only the header block went to scanner-svc, to be logged, with the whole size.
+  EXPECT_EQ(scanner_.calls(), 1);
+  EXPECT_TRUE(scanner_.last_header().head_only());
+  EXPECT_EQ(scanner_.last_header().size(), size);
+  EXPECT_THAT(scanner_.last_message(), HasSubstr("Subject: big"));
+  EXPECT_THAT(scanner_.last_message(), Not(HasSubstr("xxxx")));
   EXPECT_EQ(r.action, Action::kAccept);
   EXPECT_THAT(r.header_ops, ElementsAre(HeaderOp{Kind::kDelete, "X-Sagator-Status", 1, ""},
                                         HeaderOp{Kind::kInsertTop, "X-Sagator-Not-Scanned", 0,
                                                  "too large (over 1024 bytes)"}));
   EXPECT_EQ(stats_.Snapshot().too_large, 1);
 
-  options_.not_scanned_outcome = common::v1::REJECT;
+  // scanner-svc's outcome applies...
+  svc_outcome = common::v1::REJECT;
   r = Send(*s, std::string(2000, 'y'));
   EXPECT_EQ(r.action, Action::kReject);
   EXPECT_EQ(r.rcode, "552");
   EXPECT_EQ(r.xcode, "5.3.4");
-  options_.not_scanned_outcome = common::v1::TEMPFAIL;
+  svc_outcome = common::v1::TEMPFAIL;
   EXPECT_EQ(Send(*s, std::string(2000, 'y')).action, Action::kTempfail);
+  // ... and ours when it cannot answer: the message is not scanned either way.
+  scanner_.SetHandler([](const scanner::v1::ScanHeader&,
+                         const std::string&) -> absl::StatusOr<ScanReply> {
+    return absl::UnavailableError("scanner-svc is down");
+  });
+  options_.not_scanned_outcome = common::v1::DROP;
+  EXPECT_EQ(Send(*s, std::string(2000, 'y')).action, Action::kDiscard);
+  options_.not_scanned_outcome = common::v1::FORCED_PASS;
+  EXPECT_EQ(Send(*s, std::string(2000, 'y')).action, Action::kAccept);
+  EXPECT_EQ(stats_.Snapshot().too_large, 5);
   // The limit counts the header too, and the next message is scanned again.
+  scanner_.SetHandler([](const scanner::v1::ScanHeader& h,
+                         const std::string&) -> absl::StatusOr<ScanReply> {
+    ScanReply r;
+    r.verdict.set_outcome(h.head_only() ? common::v1::REJECT : common::v1::PASS);
+    return r;
+  });
   EXPECT_EQ(Send(*s, "small\r\n").action, Action::kAccept);
-  EXPECT_EQ(scanner_.calls(), 1);
+  EXPECT_FALSE(scanner_.last_header().head_only());
+  EXPECT_EQ(scanner_.calls(), 6);
 }
 
 TEST_F(MilterSessionTest, SendsProgressWhileTheScanRuns) {

@@ -63,9 +63,13 @@ class ScannerSvcTest : public ::testing::Test {
     ASSERT_TRUE(spamd.ok()) << spamd.status();
     spamd_ = spamd->release();
     std::string cfg = dir + "/sagator.yaml";
+    log_db_ = new std::string(dir + "/log.db");
     testing::WriteFile(
         cfg, absl::StrCat("global: {hostname: e2e.example, max_message_size: 256K}\n"
+                          "databases: {log: {sqlite: {path: '", *log_db_, "'}}}\n"
                           "chains:\n"
+                          "  logged: [{log_sql: {db: log, scanners: [{libclam: {database: [",
+                          RunfilePath("data/clamav"), "]}}]}}]\n"
                           "  default: [{libclam: {database: [",
                           RunfilePath("data/clamav"),
                           "]}}]\n"
@@ -91,6 +95,7 @@ class ScannerSvcTest : public ::testing::Test {
     delete hung_;
     delete port_file_;
     delete spamd_;
+    delete log_db_;
   }
 
   struct ScanOutcome {
@@ -154,12 +159,14 @@ class ScannerSvcTest : public ::testing::Test {
   static SilentListener* hung_;
   static std::string* port_file_;
   static harness::SpamdDaemon* spamd_;
+  static std::string* log_db_;
 };
 
 testing::Subprocess* ScannerSvcTest::server_;
 std::shared_ptr<grpc::Channel>* ScannerSvcTest::channel_;
 SilentListener* ScannerSvcTest::hung_;
 std::string* ScannerSvcTest::port_file_;
+std::string* ScannerSvcTest::log_db_ = nullptr;
 harness::SpamdDaemon* ScannerSvcTest::spamd_;
 
 std::string Mail(absl::string_view body) {
@@ -234,6 +241,52 @@ TEST_F(ScannerSvcTest, MessageOverTheSizeLimitIsNotScanned) {
     EXPECT_EQ(r.verdict.outcome(), common::v1::FORCED_PASS);
     EXPECT_EQ(r.verdict.detection(), "not scanned: too large");
   }
+}
+
+TEST_F(ScannerSvcTest, MessageOverTheSizeLimitIsLoggedWithItsSize) {
+  // Streamed without an announcement (only its head is kept), announced, by
+  // ScanOnce, and sent head-only: each gets its scan_log row with the size it had.
+  const std::string big = Mail(std::string(300 * 1024, 'a'));
+  std::vector<std::string> ids;
+  ScanOutcome streamed = Scan("logged", big, absl::Seconds(30), 0, 64 * 1024);
+  ScanOutcome announced = Scan("logged", Mail("x"), absl::Seconds(30), 400 * 1024);
+  ScanOutcome once = ScanOnce("logged", Mail("y"), 500 * 1024);
+  // A gateway's limit may be lower than scanner-svc's: head_only says the message
+  // is not all there, whatever its size.
+  ScanOutcome head;
+  {
+    auto stub = scanner::v1::ScannerService::NewStub(*channel_);
+    grpc::ClientContext ctx;
+    scanner::v1::ScanRequest req;
+    req.mutable_header()->set_chain("logged");
+    req.mutable_header()->set_size(2000);
+    req.mutable_header()->set_head_only(true);
+    req.mutable_header()->mutable_envelope()->set_sender("a@example.org");
+    req.set_chunk(Mail(kEicar));  // not scanned: it is not the whole message
+    scanner::v1::ScanOnceResponse resp;
+    head.status = stub->ScanOnce(&ctx, req, &resp);
+    head.verdict = resp.verdict();
+  }
+  EXPECT_EQ(head.verdict.detection(), "not scanned: too large");
+  EXPECT_EQ(head.verdict.outcome(), common::v1::FORCED_PASS);
+  ScanOutcome small = Scan("logged", Mail("small"));
+  for (const ScanOutcome* r : {&streamed, &announced, &once, &head, &small}) {
+    ASSERT_TRUE(r->status.ok()) << r->status.error_message();
+    ASSERT_GE(r->verdict.header_edits_size(), 1);
+    ids.push_back(r->verdict.header_edits(0).value());
+  }
+  EXPECT_EQ(streamed.verdict.detection(), "not scanned: too large");
+  testing::CommandResult rows = testing::RunCommand(
+      {"/usr/bin/sqlite3", *log_db_,
+       "SELECT sagator_id, size, outcome, detection, sender FROM scan_log ORDER BY logged_at"},
+      "");
+  ASSERT_EQ(rows.exit_code, 0) << rows.err;
+  EXPECT_EQ(rows.out,
+            absl::StrCat(ids[0], "|", big.size(), "|FORCED_PASS|not scanned: too large|a@example.org\n",
+                         ids[1], "|", 400 * 1024, "|FORCED_PASS|not scanned: too large|a@example.org\n",
+                         ids[2], "|", 500 * 1024, "|FORCED_PASS|not scanned: too large|a@example.org\n",
+                         ids[3], "|2000|FORCED_PASS|not scanned: too large|a@example.org\n",
+                         ids[4], "|", Mail("small").size(), "|PASS||a@example.org\n"));
 }
 
 TEST_F(ScannerSvcTest, UnknownChainAndBadStreamsAreRefused) {
