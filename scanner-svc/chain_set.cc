@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <set>
 
@@ -68,7 +69,10 @@ class TreeBuilder {
     }
     const auto& spec = config_.proto.chains().at(name);
     current_.push_back(name);
+    const int outer_depth = conditional_depth_;
+    conditional_depth_ = 0;
     auto list = BuildList(spec.scanners(), absl::StrCat("chains.", name));
+    conditional_depth_ = outer_depth;
     current_.pop_back();
     if (!list.ok()) return list.status();
     (*chains_)[name] = std::make_unique<engine::Sequence>(*std::move(list));
@@ -187,7 +191,16 @@ class TreeBuilder {
 
   // A node, with its runs counted (scans{scanner, result}) when it is a realscanner.
   absl::StatusOr<ScannerPtr> Build(const ScannerSpec& spec, const std::string& path) {
+    // Below any scanner but log, log_sql, report and chain, a node may not run for
+    // every message (a find set, a branch, a part of the message).
+    const bool always_runs_inner =
+        spec.kind_case() == ScannerSpec::kLog || spec.kind_case() == ScannerSpec::kLogSql ||
+        spec.kind_case() == ScannerSpec::kReport ||
+        spec.kind_case() == ScannerSpec::kReportRecipients ||
+        spec.kind_case() == ScannerSpec::kChain;
+    if (!always_runs_inner) ++conditional_depth_;
     absl::StatusOr<ScannerPtr> s = BuildNode(spec, path);
+    if (!always_runs_inner) --conditional_depth_;
     if (!s.ok()) return s;
     switch (spec.kind_case()) {
       case ScannerSpec::kLibclam:
@@ -576,10 +589,11 @@ class TreeBuilder {
       case ScannerSpec::kChain: {
         absl::Status s = BuildChain(spec.chain());
         if (!s.ok()) return s;
-        // Its log, log_sql and report are this chain's too.
-        const auto& theirs = (*finishers_)[spec.chain()];
-        auto& ours = (*finishers_)[current_.back()];
-        ours.insert(ours.end(), theirs.begin(), theirs.end());
+        // Its log, log_sql and report that run for every message are this chain's
+        // too when this reference does.
+        if (conditional_depth_ == 0) {
+          for (const engine::FinishAfter* f : (*finishers_)[spec.chain()]) AddFinisher(f);
+        }
         return ScannerPtr(
             std::make_unique<ChainRef>(spec.chain(), chains_->at(spec.chain()).get()));
       }
@@ -589,10 +603,16 @@ class TreeBuilder {
     return with_path(absl::InvalidArgumentError("names no scanner kind"));
   }
 
-  // A log, log_sql or report node, remembered as one of the current chain's.
+  // A log, log_sql or report node, remembered as one of the current chain's when it
+  // runs for every message the chain scans.
   ScannerPtr Finishing(std::unique_ptr<engine::FinishAfter> node) {
-    (*finishers_)[current_.back()].push_back(node.get());
+    if (conditional_depth_ == 0) AddFinisher(node.get());
     return node;
+  }
+  void AddFinisher(const engine::FinishAfter* f) {
+    auto& ours = (*finishers_)[current_.back()];
+    // A chain reached by two paths is one chain.
+    if (std::find(ours.begin(), ours.end(), f) == ours.end()) ours.push_back(f);
   }
 
   const LoadedConfig& config_;
@@ -600,6 +620,9 @@ class TreeBuilder {
   std::map<std::string, std::vector<const engine::FinishAfter*>>* finishers_;
   // The chains being built, innermost last.
   std::vector<std::string> current_;
+  // Scanners above the node being built (within its chain) that may not run their
+  // inner scanners for every message.
+  int conditional_depth_ = 0;
   stats::Registry* registry_;
   std::set<std::string> building_;
   std::map<std::string, std::shared_ptr<scanners::ClamEngine>> engines_;
@@ -752,7 +775,7 @@ absl::StatusOr<ChainVerdict> ChainSet::RunChain(absl::string_view chain,
     StoreInQuarantine(ctx, &v);
   }
   ChainVerdict out = Finish(*it->second, std::move(v), content);
-  if (content) RunFinishers(ctx, static_cast<int64_t>(message.size()), out);
+  if (content) RunFinishers(ctx, static_cast<int64_t>(ctx.message().size()), out);
   return out;
 }
 
@@ -802,12 +825,16 @@ absl::StatusOr<ChainVerdict> ChainSet::TooLarge(absl::string_view chain, absl::s
   ChainVerdict v;
   v.result.not_scanned = true;
   v.result.name = "not scanned: too large";
-  v.result.output = absl::StrCat("message of ", size, " bytes is over the limit of ",
-                                 max_message_size_, " bytes");
+  v.result.output =
+      size > max_message_size_
+          ? absl::StrCat("message of ", size, " bytes is over the limit of ", max_message_size_,
+                         " bytes")
+          : absl::StrCat("message of ", size, " bytes is over the gateway's size limit");
   v.outcome = not_scanned_outcome_;
   ChainVerdict out = Finish(*it->second, std::move(v), true);
   // No scanner ran, but the message is still logged: every log and log_sql of the
-  // chain acts on the verdict (report does not: it reports detections only).
+  // chain that runs for every message acts on the verdict (report does not: it
+  // reports detections only).
   engine::ScanContext ctx(head, std::move(envelope), deadline);
   auto f = finishers_.find(std::string(chain));
   if (f != finishers_.end()) {

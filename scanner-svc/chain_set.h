@@ -87,7 +87,8 @@ class ChainSet {
 
   // The verdict for a message that is too large to scan (`size` bytes, of which
   // `head` is the start that was kept: its header block at least, when it can be).
-  // The chain's log and log_sql record it.
+  // The chain's log and log_sql that run for every message record it (see
+  // finishers_).
   absl::StatusOr<ChainVerdict> TooLarge(absl::string_view chain, absl::string_view head,
                                         int64_t size, engine::MessageEnvelope envelope,
                                         absl::Time deadline) const;
@@ -111,7 +112,10 @@ class ChainSet {
 
   std::unique_ptr<stats::Registry> own_registry_;
   std::map<std::string, std::unique_ptr<engine::Scanner>> chains_;
-  // Each chain's log, log_sql and report nodes (those of chains it includes too).
+  // Each chain's log, log_sql and report nodes that run for every message: in its
+  // list, inside each other, and those of the chains it includes there; not those
+  // below a scanner that runs its inner scanners only sometimes (parsemail, a find
+  // set, a branch).
   std::map<std::string, std::vector<const engine::FinishAfter*>> finishers_;
   std::string hostname_;
   int64_t max_message_size_ = 0;

@@ -172,12 +172,15 @@ TEST_F(ChainTest, LogCleanupDeletesOldRowsOncePerInterval) {
 
 TEST_F(ChainTest, LogSqlRecordsAMessageTooLargeToScan) {
   // No scanner sees it, but the log_sql of the chain it names, and of the chain
-  // that one includes, each record it with its size and outcome.
+  // that one includes, each record it with its size and outcome; one that runs only
+  // for some messages (per part, under parsemail) does not.
   std::string yaml = absl::StrCat(
       "global: {max_message_size: 1K}\n"
       "databases:\n  main: {sqlite: {path: large.db}}\n  other: {sqlite: {path: large2.db}}\n"
+      "  parts: {sqlite: {path: large3.db}}\n"
       "chains:\n  c:\n    - log_sql: {db: main, scanners: [", kSpamWord, "]}\n"
       "    - chain: included\n"
+      "    - parsemail: [{log_sql: {db: parts, scanners: [nothing]}}]\n"
       "  included:\n    - log_sql: {db: other, scanners: [nothing]}\n");
   std::string big = absl::StrCat("Subject: big\r\n\r\nBUY NOW ", std::string(3000, 'x'), "\r\n");
   auto v = Run(yaml, big);
@@ -195,6 +198,11 @@ TEST_F(ChainTest, LogSqlRecordsAMessageTooLargeToScan) {
     EXPECT_EQ((*rows)[0].text(2), "not scanned: too large");
     EXPECT_EQ((*rows)[0].text(3), absl::StrCat(big.size()));
   }
+  auto parts = sql::OpenSqlite(absl::StrCat(getenv("TEST_TMPDIR"), "/large3.db"), absl::Seconds(5));
+  ASSERT_TRUE(parts.ok());
+  auto none = (*parts)->Query("SELECT count(*) FROM scan_log", {});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ((*none)[0].text(0), "0");
 }
 
 class ReportTest : public ChainTest {

@@ -299,13 +299,20 @@ MilterReply ReplyForDecision(const FilterDecision& decision, absl::string_view r
   return r;
 }
 
-MilterReply AcceptUnscanned(absl::string_view received_header, absl::string_view reason) {
+MilterReply AcceptUnscanned(absl::string_view received_header, absl::string_view reason,
+                            absl::string_view sagator_id) {
   std::vector<HeaderEdit> edits(2);
   edits[0].set_kind(HeaderEdit::REMOVE);
   edits[0].set_name(kStatusHeader);
   edits[1].set_kind(HeaderEdit::ADD);
   edits[1].set_name(kNotScannedHeader);
   edits[1].set_value(std::string(reason));
+  if (!sagator_id.empty()) {
+    HeaderEdit& id = edits.emplace_back();
+    id.set_kind(HeaderEdit::ADD);
+    id.set_name("X-Sagator-ID");
+    id.set_value(std::string(sagator_id));
+  }
   MilterReply r;
   r.action = Action::kAccept;
   r.header_ops =
@@ -314,13 +321,15 @@ MilterReply AcceptUnscanned(absl::string_view received_header, absl::string_view
 }
 
 MilterReply ReplyForTooLarge(common::v1::Outcome not_scanned_outcome,
-                             absl::string_view received_header, int64_t size, int64_t limit) {
+                             absl::string_view received_header, int64_t size, int64_t limit,
+                             absl::string_view sagator_id) {
   std::string why =
       absl::StrFormat("Message too large to scan: %d bytes, the limit is %d", size, limit);
   switch (not_scanned_outcome) {
     case common::v1::PASS:
     case common::v1::FORCED_PASS:
-      return AcceptUnscanned(received_header, absl::StrFormat("too large (over %d bytes)", limit));
+      return AcceptUnscanned(received_header, absl::StrFormat("too large (over %d bytes)", limit),
+                             sagator_id);
     case common::v1::REJECT:
       return Reply(Action::kReject, "552", "5.3.4", why);
     case common::v1::DROP:

@@ -105,14 +105,17 @@ std::string SanitizeReplyText(absl::string_view text);
 MilterReply ReplyForDecision(const FilterDecision& decision, absl::string_view received_header);
 
 // Accept without a scan: the forged X-Sagator-Status fields go, and
-// "X-Sagator-Not-Scanned: <reason>" is added at the top.
-MilterReply AcceptUnscanned(absl::string_view received_header, absl::string_view reason);
+// "X-Sagator-Not-Scanned: <reason>" is added at the top, with "X-Sagator-ID" when
+// scanner-svc logged the message under `sagator_id`.
+MilterReply AcceptUnscanned(absl::string_view received_header, absl::string_view reason,
+                            absl::string_view sagator_id = "");
 
 // The reply for mail over max_message_size, by global.not_scanned_outcome:
-// PASS/FORCED_PASS accept unscanned ("too large"), TEMPFAIL tempfail "451 4.3.4",
-// REJECT reject "552 5.3.4", DROP discard.
+// PASS/FORCED_PASS accept unscanned ("too large"; X-Sagator-ID when `sagator_id` is
+// set), TEMPFAIL tempfail "451 4.3.4", REJECT reject "552 5.3.4", DROP discard.
 MilterReply ReplyForTooLarge(common::v1::Outcome not_scanned_outcome,
-                             absl::string_view received_header, int64_t size, int64_t limit);
+                             absl::string_view received_header, int64_t size, int64_t limit,
+                             absl::string_view sagator_id = "");
 
 // The reply at RCPT for a recipient_policy answer: PASS/FORCED_PASS continue,
 // REJECT/DROP reject "550 5.7.1", TEMPFAIL (and no outcome) tempfail "451 4.7.1".

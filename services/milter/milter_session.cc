@@ -432,11 +432,13 @@ MilterReply MilterSession::EndOfMessage(const std::function<bool()>& progress) {
     // (the message is not scanned either way).
     common::v1::Outcome outcome = decision.outcome;
     if (!decision.scan_status.ok()) {
+      ++stats_->scan_failures;
       stats_->gateway.Error("scanner");
       absl::StrAppend(&note, " error=", decision.scan_status.ToString());
       outcome = options_->not_scanned_outcome;
     }
-    reply = ReplyForTooLarge(outcome, received_header, size, options_->max_message_size);
+    reply = ReplyForTooLarge(outcome, received_header, size, options_->max_message_size,
+                             decision.sagator_id);
   } else {
     decision = pending->Take();
     stats_->gateway.Latency("scan", absl::Now() - scan_start);

@@ -202,7 +202,9 @@ TEST_F(MilterSessionTest, TooLargeStopsBufferingAndFollowsTheNotScannedOutcome) 
   EXPECT_THAT(scanner_.last_message(), HasSubstr("Subject: big"));
   EXPECT_THAT(scanner_.last_message(), Not(HasSubstr("xxxx")));
   EXPECT_EQ(r.action, Action::kAccept);
+  // The X-Sagator-ID of its scan_log row goes with it.
   EXPECT_THAT(r.header_ops, ElementsAre(HeaderOp{Kind::kDelete, "X-Sagator-Status", 1, ""},
+                                        HeaderOp{Kind::kInsertTop, "X-Sagator-ID", 0, "id-large"},
                                         HeaderOp{Kind::kInsertTop, "X-Sagator-Not-Scanned", 0,
                                                  "too large (over 1024 bytes)"}));
   EXPECT_EQ(stats_.Snapshot().too_large, 1);
@@ -223,8 +225,12 @@ TEST_F(MilterSessionTest, TooLargeStopsBufferingAndFollowsTheNotScannedOutcome) 
   options_.not_scanned_outcome = common::v1::DROP;
   EXPECT_EQ(Send(*s, std::string(2000, 'y')).action, Action::kDiscard);
   options_.not_scanned_outcome = common::v1::FORCED_PASS;
-  EXPECT_EQ(Send(*s, std::string(2000, 'y')).action, Action::kAccept);
+  r = Send(*s, std::string(2000, 'y'));
+  EXPECT_EQ(r.action, Action::kAccept);
+  EXPECT_THAT(r.header_ops, ElementsAre(HeaderOp{Kind::kInsertTop, "X-Sagator-Not-Scanned", 0,
+                                                 "too large (over 1024 bytes)"}));
   EXPECT_EQ(stats_.Snapshot().too_large, 5);
+  EXPECT_EQ(stats_.Snapshot().scan_failures, 2);
   // The limit counts the header too, and the next message is scanned again.
   scanner_.SetHandler([](const scanner::v1::ScanHeader& h,
                          const std::string&) -> absl::StatusOr<ScanReply> {

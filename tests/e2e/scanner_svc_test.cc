@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/sql.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "sagator/scanner/v1/scanner.grpc.pb.h"
@@ -27,6 +28,7 @@ namespace {
 using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
+using ::testing::UnorderedElementsAre;
 using testing::RunfilePath;
 
 using ::sagator::testing::kEicar;
@@ -276,17 +278,22 @@ TEST_F(ScannerSvcTest, MessageOverTheSizeLimitIsLoggedWithItsSize) {
     ids.push_back(r->verdict.header_edits(0).value());
   }
   EXPECT_EQ(streamed.verdict.detection(), "not scanned: too large");
-  testing::CommandResult rows = testing::RunCommand(
-      {"/usr/bin/sqlite3", *log_db_,
-       "SELECT sagator_id, size, outcome, detection, sender FROM scan_log ORDER BY logged_at"},
-      "");
-  ASSERT_EQ(rows.exit_code, 0) << rows.err;
-  EXPECT_EQ(rows.out,
-            absl::StrCat(ids[0], "|", big.size(), "|FORCED_PASS|not scanned: too large|a@example.org\n",
-                         ids[1], "|", 400 * 1024, "|FORCED_PASS|not scanned: too large|a@example.org\n",
-                         ids[2], "|", 500 * 1024, "|FORCED_PASS|not scanned: too large|a@example.org\n",
-                         ids[3], "|2000|FORCED_PASS|not scanned: too large|a@example.org\n",
-                         ids[4], "|", Mail("small").size(), "|PASS||a@example.org\n"));
+  auto db = sql::OpenSqlite(*log_db_, absl::Seconds(5));
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto rows = (*db)->Query("SELECT sagator_id, size, outcome, detection, sender FROM scan_log", {});
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  std::vector<std::string> got;
+  for (const auto& row : *rows) {
+    got.push_back(absl::StrCat(row.text(0), "|", row.text(1), "|", row.text(2), "|", row.text(3),
+                               "|", row.text(4)));
+  }
+  const std::string unscanned = "|FORCED_PASS|not scanned: too large|a@example.org";
+  EXPECT_THAT(got, UnorderedElementsAre(absl::StrCat(ids[0], "|", big.size(), unscanned),
+                                        absl::StrCat(ids[1], "|", 400 * 1024, unscanned),
+                                        absl::StrCat(ids[2], "|", 500 * 1024, unscanned),
+                                        absl::StrCat(ids[3], "|2000", unscanned),
+                                        absl::StrCat(ids[4], "|", Mail("small").size(),
+                                                     "|PASS||a@example.org")));
 }
 
 TEST_F(ScannerSvcTest, UnknownChainAndBadStreamsAreRefused) {
