@@ -1,5 +1,7 @@
 #include "common/cli.h"
 
+#include <malloc.h>
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -51,6 +53,17 @@ std::vector<char*> InitFlagsAndLogging(int argc, char** argv, absl::string_view 
   // Abseil's deadlock detection (on where the library was built without NDEBUG)
   // sends every Mutex of every message through a global graph: measurable per mail.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // glibc gives freed memory back whenever the free space at the top of a thread's
+  // arena passes 128 KiB (at first; the threshold then follows the largest block
+  // freed). Allocations that churn around that size (SQLite's page cache, a policy
+  // request's protobufs) then cost an madvise and a TLB shootdown on every core per
+  // request: 8% of scanner-svc's CPU in policy_bench. Fixed thresholds instead:
+  // blocks of 4 MiB and more are mapped and unmapped on their own, and an arena
+  // keeps up to 8 MiB free. smtpd_policy in-process on SQLite went from 7,800 to
+  // 11,000-12,300 requests/s, scan figures stayed within noise, and scanner-svc's
+  // RSS after scan_bench went from 76 MB to 74 MB.
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  mallopt(M_TRIM_THRESHOLD, 8 << 20);
   absl::SetProgramUsageMessage(usage);
   NormalizeFlagDashes(argc, argv);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
