@@ -148,6 +148,24 @@ class GrpcScannerClient : public ScannerClient {
     return response;
   }
 
+  // One CheckPolicies call for the batch; CheckPolicy for a single request, and for
+  // each request in turn once a server answered UNIMPLEMENTED (one older than
+  // CheckPolicies).
+  std::vector<absl::StatusOr<scanner::v1::PolicyResponse>> CheckPolicies(
+      const scanner::v1::PolicyBatchRequest& batch) override {
+    if (batch.requests_size() > 1 && !batch_unimplemented_.load(std::memory_order_relaxed)) {
+      absl::StatusOr<std::vector<absl::StatusOr<scanner::v1::PolicyResponse>>> out =
+          CallCheckPolicies(batch);
+      if (out.ok()) return *std::move(out);
+      if (out.status().code() != absl::StatusCode::kUnimplemented) {
+        return std::vector<absl::StatusOr<scanner::v1::PolicyResponse>>(
+            static_cast<size_t>(batch.requests_size()), out.status());
+      }
+      batch_unimplemented_ = true;
+    }
+    return ScannerClient::CheckPolicies(batch);
+  }
+
   void CancelAll() override {
     absl::MutexLock lock(&mu_);
     cancelled_ = true;
@@ -155,6 +173,34 @@ class GrpcScannerClient : public ScannerClient {
   }
 
  private:
+  // The call's own failure (unreachable, deadline, UNIMPLEMENTED, a broken answer) as
+  // the status; the requests' answers otherwise.
+  absl::StatusOr<std::vector<absl::StatusOr<scanner::v1::PolicyResponse>>> CallCheckPolicies(
+      const scanner::v1::PolicyBatchRequest& batch) {
+    const size_t n = static_cast<size_t>(batch.requests_size());
+    grpc::ClientContext ctx;
+    if (!Register(ctx)) return absl::CancelledError("the gateway is shutting down");
+    absl::Cleanup forget = [&] { Forget(ctx); };
+    scanner::v1::PolicyBatchResponse response;
+    grpc::Status st = stub_->CheckPolicies(&ctx, batch, &response);
+    if (!st.ok()) return FromGrpcStatus(st);
+    if (static_cast<size_t>(response.results_size()) != n) {
+      return absl::InternalError(absl::StrCat("scanner-svc answered ", response.results_size(),
+                                              " of ", n, " policy requests"));
+    }
+    std::vector<absl::StatusOr<scanner::v1::PolicyResponse>> out;
+    out.reserve(n);
+    for (scanner::v1::PolicyResult& r : *response.mutable_results()) {
+      if (r.error_code() == 0) {
+        out.emplace_back(std::move(*r.mutable_response()));
+      } else {
+        out.emplace_back(absl::Status(static_cast<absl::StatusCode>(r.error_code()),
+                                      r.error_message()));
+      }
+    }
+    return out;
+  }
+
   // Sets the deadline and tracks `ctx` for CancelAll; false after CancelAll.
   bool Register(grpc::ClientContext& ctx) {
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
@@ -175,10 +221,19 @@ class GrpcScannerClient : public ScannerClient {
   absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> once_unimplemented_{false};
+  std::atomic<bool> batch_unimplemented_{false};
   absl::flat_hash_set<grpc::ClientContext*> active_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
+
+std::vector<absl::StatusOr<scanner::v1::PolicyResponse>> ScannerClient::CheckPolicies(
+    const scanner::v1::PolicyBatchRequest& batch) {
+  std::vector<absl::StatusOr<scanner::v1::PolicyResponse>> out;
+  out.reserve(batch.requests_size());
+  for (const scanner::v1::PolicyRequest& r : batch.requests()) out.push_back(CheckPolicy(r));
+  return out;
+}
 
 std::unique_ptr<ScannerClient> NewGrpcScannerClient(const std::string& target,
                                                       absl::Duration deadline,

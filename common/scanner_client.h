@@ -6,7 +6,7 @@
 //       NewGrpcScannerClient("127.0.0.1:7290", absl::Seconds(60), 50 << 20);
 //   absl::StatusOr<ScanReply> r = scanner->Scan(header, message);
 //
-// Scan blocks (one gRPC call with a deadline): gateways call it on their scan
+// Scan, CheckPolicy and CheckPolicies block (one gRPC call with a deadline): gateways call it on their scan
 // threads, never on an I/O thread. Thread-safe: Scan may run on many threads at once.
 // common/testing/fake_scanner.h has an in-memory fake.
 #ifndef SAGATOR_COMMON_SCANNER_CLIENT_H_
@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -42,6 +43,12 @@ class ScannerClient {
   // and failure reporting as Scan.
   virtual absl::StatusOr<scanner::v1::PolicyResponse> CheckPolicy(
       const scanner::v1::PolicyRequest& request) = 0;
+
+  // Several policy requests at once (smtpd_policy batches the requests that arrive
+  // while its earlier calls are in flight): the answers in the same order, each with
+  // its own status. This default asks CheckPolicy for each in turn.
+  virtual std::vector<absl::StatusOr<scanner::v1::PolicyResponse>> CheckPolicies(
+      const scanner::v1::PolicyBatchRequest& batch);
 
   // Cancels every call in flight and makes later calls fail with CANCELLED (used at
   // a gateway's shutdown, after its grace period).

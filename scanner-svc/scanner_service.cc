@@ -271,6 +271,30 @@ grpc::ServerUnaryReactor* ScannerServiceImpl::CheckPolicy(
   return reactor;
 }
 
+grpc::ServerUnaryReactor* ScannerServiceImpl::CheckPolicies(
+    grpc::CallbackServerContext* context, const scanner::v1::PolicyBatchRequest* request,
+    scanner::v1::PolicyBatchResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  boost::asio::post(*policy_pool_, [this, context, request, response, reactor] {
+    const absl::Time deadline = DeadlineOf(context);
+    auto cancelled = [context] { return context->IsCancelled(); };
+    response->mutable_results()->Reserve(request->requests_size());
+    for (const scanner::v1::PolicyRequest& one : request->requests()) {
+      scanner::v1::PolicyResult* result = response->add_results();
+      absl::StatusOr<scanner::v1::PolicyResponse> r =
+          DecidePolicy(*chains_, one, deadline, cancelled);
+      if (r.ok()) {
+        *result->mutable_response() = *std::move(r);
+      } else {
+        result->set_error_code(static_cast<int32_t>(r.status().code()));
+        result->set_error_message(std::string(r.status().message()));
+      }
+    }
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
 absl::StatusOr<scanner::v1::PolicyResponse> DecidePolicy(const ChainSet& chains,
                                                          const scanner::v1::PolicyRequest& request,
                                                          absl::Time deadline,

@@ -30,9 +30,10 @@ namespace sagator {
 // more decisions per second). Nothing runs on gRPC's own threads, so a hung daemon
 // or database stalls only the calls that wait for it. Scan stays synchronous.
 class ScannerServiceImpl final
-    : public scanner::v1::ScannerService::WithCallbackMethod_CheckPolicy<
-          scanner::v1::ScannerService::WithCallbackMethod_ScanOnce<
-              scanner::v1::ScannerService::Service>> {
+    : public scanner::v1::ScannerService::WithCallbackMethod_CheckPolicies<
+          scanner::v1::ScannerService::WithCallbackMethod_CheckPolicy<
+              scanner::v1::ScannerService::WithCallbackMethod_ScanOnce<
+                  scanner::v1::ScannerService::Service>>> {
  public:
   // `policy_threads` decide CheckPolicy calls (0: 2 * max_concurrent_scans, at
   // least 4).
@@ -50,6 +51,11 @@ class ScannerServiceImpl final
   grpc::ServerUnaryReactor* CheckPolicy(grpc::CallbackServerContext* context,
                                         const scanner::v1::PolicyRequest* request,
                                         scanner::v1::PolicyResponse* response) override;
+  // Decides the batch's requests one after the other on one policy thread (the
+  // requests of a batch are ones that would otherwise have queued behind each other).
+  grpc::ServerUnaryReactor* CheckPolicies(grpc::CallbackServerContext* context,
+                                          const scanner::v1::PolicyBatchRequest* request,
+                                          scanner::v1::PolicyBatchResponse* response) override;
 
   // Scans running now (for tests and metrics).
   int active_scans() const { return active_.load(); }

@@ -114,6 +114,20 @@ absl::StatusOr<scanner::v1::PolicyResponse> FakeScannerClient::CheckPolicy(
   return handler(request);
 }
 
+std::vector<absl::StatusOr<scanner::v1::PolicyResponse>> FakeScannerClient::CheckPolicies(
+    const scanner::v1::PolicyBatchRequest& batch) {
+  {
+    absl::MutexLock lock(&mu_);
+    policy_batches_.push_back(batch.requests_size());
+  }
+  return ScannerClient::CheckPolicies(batch);
+}
+
+std::vector<int> FakeScannerClient::policy_batches() const {
+  absl::MutexLock lock(&mu_);
+  return policy_batches_;
+}
+
 int FakeScannerClient::policy_calls() const {
   absl::MutexLock lock(&mu_);
   return policy_calls_;
@@ -189,31 +203,68 @@ scanner::v1::PolicyRequest FakeScannerService::last_policy_request() const {
   return last_policy_request_;
 }
 
-grpc::Status FakeScannerService::CheckPolicy(grpc::ServerContext* context,
-                                             const scanner::v1::PolicyRequest* request,
-                                             scanner::v1::PolicyResponse* response) {
+void FakeScannerService::SetBatching(bool on) {
+  absl::MutexLock lock(&mu_);
+  batching_ = on;
+}
+
+int FakeScannerService::batch_calls() const {
+  absl::MutexLock lock(&mu_);
+  return batch_calls_;
+}
+
+absl::StatusOr<scanner::v1::PolicyResponse> FakeScannerService::Decide(
+    grpc::ServerContext* context, const scanner::v1::PolicyRequest& request) {
   PolicyHandler handler;
   absl::Duration delay;
   {
     absl::MutexLock lock(&mu_);
     ++policy_calls_;
-    last_policy_request_ = *request;
+    last_policy_request_ = request;
     handler = policy_handler_;
     delay = delay_;
   }
   absl::Time until = absl::Now() + delay;
   while (absl::Now() < until && !context->IsCancelled()) absl::SleepFor(absl::Milliseconds(5));
-  if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+  if (context->IsCancelled()) return absl::CancelledError("cancelled");
   if (!handler) {
-    response->set_outcome(common::v1::PASS);
-    return grpc::Status::OK;
+    scanner::v1::PolicyResponse pass;
+    pass.set_outcome(common::v1::PASS);
+    return pass;
   }
-  absl::StatusOr<scanner::v1::PolicyResponse> r = handler(*request);
+  return handler(request);
+}
+
+grpc::Status FakeScannerService::CheckPolicy(grpc::ServerContext* context,
+                                             const scanner::v1::PolicyRequest* request,
+                                             scanner::v1::PolicyResponse* response) {
+  absl::StatusOr<scanner::v1::PolicyResponse> r = Decide(context, *request);
   if (!r.ok()) {
     return grpc::Status(static_cast<grpc::StatusCode>(r.status().code()),
                         std::string(r.status().message()));
   }
-  *response = *r;
+  *response = *std::move(r);
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeScannerService::CheckPolicies(grpc::ServerContext* context,
+                                               const scanner::v1::PolicyBatchRequest* request,
+                                               scanner::v1::PolicyBatchResponse* response) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!batching_) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "CheckPolicies");
+    ++batch_calls_;
+  }
+  for (const scanner::v1::PolicyRequest& one : request->requests()) {
+    absl::StatusOr<scanner::v1::PolicyResponse> r = Decide(context, one);
+    scanner::v1::PolicyResult* result = response->add_results();
+    if (r.ok()) {
+      *result->mutable_response() = *std::move(r);
+    } else {
+      result->set_error_code(static_cast<int32_t>(r.status().code()));
+      result->set_error_message(std::string(r.status().message()));
+    }
+  }
   return grpc::Status::OK;
 }
 

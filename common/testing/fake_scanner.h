@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -56,10 +57,16 @@ class FakeScannerClient : public ScannerClient {
                                   absl::string_view message) override;
   absl::StatusOr<scanner::v1::PolicyResponse> CheckPolicy(
       const scanner::v1::PolicyRequest& request) override;
+  // Records the batch's size, then asks CheckPolicy for each request.
+  std::vector<absl::StatusOr<scanner::v1::PolicyResponse>> CheckPolicies(
+      const scanner::v1::PolicyBatchRequest& batch) override;
   void CancelAll() override;
 
   int calls() const;
+  // Requests CheckPolicy answered (those of batches included).
   int policy_calls() const;
+  // The sizes of the CheckPolicies batches, in order.
+  std::vector<int> policy_batches() const;
   scanner::v1::ScanHeader last_header() const;
   std::string last_message() const;
 
@@ -68,6 +75,7 @@ class FakeScannerClient : public ScannerClient {
   ScanHandler handler_ ABSL_GUARDED_BY(mu_);
   PolicyHandler policy_handler_ ABSL_GUARDED_BY(mu_);
   int policy_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<int> policy_batches_ ABSL_GUARDED_BY(mu_);
   absl::Duration delay_ ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   int calls_ ABSL_GUARDED_BY(mu_) = 0;
@@ -89,22 +97,36 @@ class FakeScannerService : public scanner::v1::ScannerService::Service {
   void SetDelay(absl::Duration delay);
   // CheckPolicy's answers; by default every request gets PASS. Call before Start().
   void SetPolicyHandler(PolicyHandler handler);
+  // false: CheckPolicies answers UNIMPLEMENTED, as a scanner-svc older than it did.
+  void SetBatching(bool on);
+  // Requests answered, by CheckPolicy or within CheckPolicies.
   int policy_calls() const;
+  // CheckPolicies calls answered (UNIMPLEMENTED ones not counted).
+  int batch_calls() const;
   scanner::v1::PolicyRequest last_policy_request() const;
 
   grpc::Status CheckPolicy(grpc::ServerContext* context,
                            const scanner::v1::PolicyRequest* request,
                            scanner::v1::PolicyResponse* response) override;
+  grpc::Status CheckPolicies(grpc::ServerContext* context,
+                             const scanner::v1::PolicyBatchRequest* request,
+                             scanner::v1::PolicyBatchResponse* response) override;
   grpc::Status Scan(grpc::ServerContext* context,
                     grpc::ServerReaderWriter<scanner::v1::ScanResponse, scanner::v1::ScanRequest>*
                         stream) override;
 
  private:
+  // One policy request: the delay, then the handler's answer (PASS without one).
+  absl::StatusOr<scanner::v1::PolicyResponse> Decide(grpc::ServerContext* context,
+                                                     const scanner::v1::PolicyRequest& request);
+
   ScanHandler handler_;
   std::unique_ptr<grpc::Server> server_;
   mutable absl::Mutex mu_;
   PolicyHandler policy_handler_ ABSL_GUARDED_BY(mu_);
   int policy_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  bool batching_ ABSL_GUARDED_BY(mu_) = true;
+  int batch_calls_ ABSL_GUARDED_BY(mu_) = 0;
   scanner::v1::PolicyRequest last_policy_request_ ABSL_GUARDED_BY(mu_);
   int calls_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Duration delay_ ABSL_GUARDED_BY(mu_);

@@ -71,7 +71,8 @@ int main(int argc, char** argv) {
   LOG(INFO) << "stopped after " << st.connections << " connections, " << st.requests
             << " requests (" << st.dunno << " DUNNO, " << st.ok << " OK, " << st.prepend
             << " PREPEND, " << st.deferred << " DEFER_IF_PERMIT, " << st.rejected << " REJECT, "
-            << st.discarded << " DISCARD), " << st.scanner_failures << " scanner-svc failures ("
+            << st.discarded << " DISCARD) in " << st.scanner_calls << " decision calls, "
+            << st.scanner_failures << " scanner-svc failures ("
             << st.fail_open << " fail-open), " << st.protocol_errors << " protocol errors";
   return 0;
 }

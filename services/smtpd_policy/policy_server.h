@@ -9,7 +9,10 @@
 //   server.Shutdown();                 // stop accepting, let in-flight finish
 //
 // One I/O thread (common/tcp_server) serves every connection with C++20 coroutines;
-// CheckPolicy blocks on gRPC, so it runs on a pool of `prefork` threads. Postfix is
+// the calls to scanner-svc block on gRPC, so they run on a pool of `prefork` threads.
+// Requests that arrive while calls are in flight are batched into the next call
+// (CheckPolicies): at light load each request goes alone at once, under load one
+// call carries many (see Pump in the .cc). Postfix is
 // never left hanging: every decision has a deadline (`policy_timeout`, counted from
 // when the request arrived, queueing for a decision thread included) after which
 // the request gets the failure answer (DEFER_IF_PERMIT, or DUNNO with fail_open)
@@ -49,7 +52,7 @@ struct PolicyServerOptions {
   bool fail_open = false;
   // Longest wait for one decision (give the ScannerClient the same deadline).
   absl::Duration policy_timeout = absl::Seconds(10);
-  // Decisions (CheckPolicy calls) in flight at once.
+  // Calls to scanner-svc in flight at most (each carries one request or a batch).
   int prefork = 16;
   // The policy chain to run.
   std::string chain;
@@ -83,6 +86,8 @@ struct PolicyServerStats : net::ConnectionCounts {
   int64_t fail_open = 0;
   int64_t protocol_errors = 0;  // connections closed for bad input
   int64_t timeouts = 0;         // connections closed after `timeout` without a request
+  // Calls to scanner-svc (CheckPolicy for one request, CheckPolicies for a batch).
+  int64_t scanner_calls = 0;
 };
 
 class PolicyServer {

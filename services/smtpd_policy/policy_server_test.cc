@@ -369,6 +369,89 @@ TEST_F(PolicyServerTest, ServesConcurrentConnections) {
   EXPECT_TRUE(Eventually([&] { return server_->stats().active_connections == 0; }));
 }
 
+// Sixteen connections asking at once, each request with an answer of its own (the
+// reject text names the recipient; error@ fails alone): returns how many answers
+// matched their requests.
+int AskConcurrently(int port, int connections, int per_connection) {
+  std::vector<std::thread> threads;
+  std::atomic<int> right{0};
+  for (int i = 0; i < connections; ++i) {
+    threads.emplace_back([&, i] {
+      PolicyConnection postfix(port);
+      for (int j = 0; j < per_connection; ++j) {
+        std::string reply;
+        if (j % 5 == 4) {
+          reply = postfix.Ask(Request("error@example.org"));
+          if (absl::StartsWith(reply, "action=DEFER_IF_PERMIT 4.3.0 ")) ++right;
+          continue;
+        }
+        std::string rcpt = absl::StrCat("reject@", i, "-", j, ".example.org");
+        reply = postfix.Ask(Request(rcpt));
+        if (reply == absl::StrCat("action=REJECT 5.7.1 <", rcpt,
+                                  ">: Recipient address rejected  Injected: yes\n\n")) {
+          ++right;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  return right.load();
+}
+
+// Decisions that take a moment (but are not slow): requests queue behind the calls
+// in flight and share calls.
+absl::StatusOr<scanner::v1::PolicyResponse> TakesAMoment(const scanner::v1::PolicyRequest& r) {
+  absl::SleepFor(absl::Microseconds(300));
+  return ScriptedPolicy(r);
+}
+
+TEST_F(PolicyServerTest, BatchesRequestsThatArriveWhileCallsAreInFlight) {
+  scanner_service_.SetPolicyHandler(TakesAMoment);
+  int scanner_port = scanner_service_.Start();
+  PolicyServerOptions o = Options();
+  o.prefork = 8;
+  StartServer(o, absl::StrCat("127.0.0.1:", scanner_port));
+  EXPECT_EQ(AskConcurrently(port_, 16, 30), 16 * 30);
+  PolicyServerStats s = server_->stats();
+  EXPECT_EQ(s.requests, 16 * 30);
+  EXPECT_EQ(s.rejected, 16 * 24);
+  EXPECT_EQ(s.scanner_failures, 16 * 6);
+  EXPECT_EQ(scanner_service_.policy_calls(), 16 * 30);
+  EXPECT_GT(scanner_service_.batch_calls(), 0);
+  EXPECT_LT(s.scanner_calls, s.requests) << "requests were not batched";
+}
+
+TEST_F(PolicyServerTest, BatchesGoRequestByRequestToAScannerSvcWithoutCheckPolicies) {
+  scanner_service_.SetPolicyHandler(TakesAMoment);
+  scanner_service_.SetBatching(false);
+  int scanner_port = scanner_service_.Start();
+  PolicyServerOptions o = Options();
+  o.prefork = 8;
+  StartServer(o, absl::StrCat("127.0.0.1:", scanner_port));
+  EXPECT_EQ(AskConcurrently(port_, 16, 30), 16 * 30);
+  EXPECT_EQ(server_->stats().scanner_failures, 16 * 6);
+  EXPECT_EQ(scanner_service_.batch_calls(), 0);
+  EXPECT_EQ(scanner_service_.policy_calls(), 16 * 30);
+}
+
+TEST_F(PolicyServerTest, SlowDecisionsStillRunSideBySide) {
+  FakeScannerClient slow;
+  slow.SetPolicyHandler([](const scanner::v1::PolicyRequest& r) {
+    absl::SleepFor(absl::Milliseconds(20));
+    return ScriptedPolicy(r);
+  });
+  PolicyServerOptions o = Options();
+  o.prefork = 64;
+  StartServerWith(o, &slow);
+  // 64 connections with 5 requests each: one after the other that is 6.4 s; side
+  // by side 0.1 s.
+  absl::Time start = absl::Now();
+  EXPECT_EQ(AskConcurrently(port_, 64, 5), 320);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1.5));
+  // Two calls in flight with everything else batched behind them would take 3.2 s.
+  server_->Shutdown();  // before `slow` goes
+}
+
 TEST_F(PolicyServerTest, ConnectionsOverMaxChildrenAreClosedWithoutAnAnswer) {
   PolicyServerOptions o = Options();
   o.max_children = 2;

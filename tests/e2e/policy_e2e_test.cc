@@ -10,8 +10,9 @@
 // and arrives with X-Greylist; a sender blacklisted with the sglist tool is
 // rejected, a whitelisted recipient passes at the first attempt. Then two
 // scanner-svc replicas on one database: a triplet greylisted through one replica
-// passes through the other, and many concurrent calls for the same new triplets
-// against both let each triplet pass exactly once, without errors.
+// passes through the other, many concurrent calls for the same new triplets
+// against both let each triplet pass exactly once, without errors, and a batch
+// (CheckPolicies) gets one answer per request.
 #include <atomic>
 #include <iostream>
 #include <map>
@@ -23,6 +24,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/scanner_client.h"
@@ -503,6 +505,38 @@ TEST_P(PolicyReplicasE2eTest, ConcurrentRetriesPassEachTripletExactlyOnce) {
     ++passed;
   }
   EXPECT_EQ(passed, kTriplets) << gl.out;
+}
+
+// One CheckPolicies call (what smtpd_policy sends under load): each request gets
+// its own answer, in order; a request that cannot be decided fails alone; a
+// triplet asked twice in the batch is recorded once (both deferred).
+TEST_P(PolicyReplicasE2eTest, ABatchGetsAnAnswerPerRequest) {
+  CommandResult add = stack_->Sglist({"add", "BS", "spammer@example.com"});
+  ASSERT_EQ(add.exit_code, 0) << add.out << add.err;
+  scanner::v1::PolicyBatchRequest batch;
+  *batch.add_requests() = Request("192.0.2.20", "carol@example.net", "dave@example.org");
+  *batch.add_requests() = Request("192.0.2.21", "spammer@example.com", "dave@example.org");
+  scanner::v1::PolicyRequest unknown = Request("192.0.2.22", "erin@example.net", "dave@example.org");
+  unknown.set_chain("no-such-chain");
+  *batch.add_requests() = unknown;
+  *batch.add_requests() = Request("192.0.2.20", "carol@example.net", "dave@example.org");
+  std::vector<absl::StatusOr<scanner::v1::PolicyResponse>> r =
+      clients_.at(0)->CheckPolicies(batch);
+  ASSERT_EQ(r.size(), 4u);
+  ASSERT_TRUE(r[0].ok()) << r[0].status();
+  EXPECT_EQ(r[0]->outcome(), common::v1::TEMPFAIL);
+  EXPECT_THAT(r[0]->reply_text(), StartsWith("4.7.1 Greylisted"));
+  ASSERT_TRUE(r[1].ok()) << r[1].status();
+  EXPECT_EQ(r[1]->outcome(), common::v1::REJECT);
+  EXPECT_THAT(r[1]->reply_text(), HasSubstr("spammer@example.com is blacklisted"));
+  EXPECT_EQ(r[2].status().code(), absl::StatusCode::kNotFound) << r[2].status();
+  EXPECT_THAT(std::string(r[2].status().message()), HasSubstr("no-such-chain"));
+  ASSERT_TRUE(r[3].ok()) << r[3].status();
+  EXPECT_EQ(r[3]->outcome(), common::v1::TEMPFAIL);
+  CommandResult gl = stack_->Sglist({"greylist", "carol@example.net"});
+  ASSERT_EQ(gl.exit_code, 0) << gl.err;
+  std::vector<std::string> records = absl::StrSplit(gl.out, "carol@example.net");
+  EXPECT_EQ(records.size(), 2u) << gl.out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, PolicyReplicasE2eTest,
