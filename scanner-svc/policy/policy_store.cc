@@ -5,11 +5,13 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <tuple>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 
 namespace sagator::policy {
 namespace {
@@ -31,6 +33,10 @@ const std::vector<std::string>& Schema() {
       " kind TEXT NOT NULL, value TEXT NOT NULL, created BIGINT NOT NULL, expires BIGINT,"
       " comment TEXT NOT NULL DEFAULT '', PRIMARY KEY (kind, value))",
       "CREATE INDEX lists_value ON lists (value)",
+      // Bumped after every change to lists, so replicas holding the lists in memory
+      // notice changes made elsewhere.
+      "CREATE TABLE lists_version (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
+      "INSERT INTO lists_version (id, version) VALUES (1, 0)",
   };
   return *steps;
 }
@@ -133,6 +139,21 @@ ListEntry EntryFromRow(const sql::Row& r) {
   return e;
 }
 
+// The in-memory key of a triplet (addresses never hold a NUL).
+std::string TripletKey(const Triplet& t) {
+  std::string key;
+  key.reserve(t.client_network.size() + t.sender.size() + t.recipient.size() + 2);
+  absl::StrAppend(&key, t.client_network, absl::string_view("\0", 1), t.sender,
+                  absl::string_view("\0", 1), t.recipient);
+  return key;
+}
+
+// A record last seen at `last_seen` answers from memory while it needs no refresh
+// (see touch in Greylist) and has not aged out.
+bool FreshInMemory(int64_t now, int64_t last_seen, int64_t max_age) {
+  return now - last_seen < 3600 && (max_age == 0 || now - last_seen <= max_age);
+}
+
 }  // namespace
 
 absl::StatusOr<ListKind> ParseListKind(absl::string_view name) {
@@ -210,6 +231,24 @@ absl::StatusOr<GreylistDecision> PolicyStore::Greylist(const Triplet& t,
   const int64_t min = absl::ToInt64Seconds(p.min);
   const int64_t expire = absl::ToInt64Seconds(p.expire);
   const int64_t max_age = absl::ToInt64Seconds(p.max_age);
+  GreylistDecision d;
+  const std::string key = TripletKey(t);
+  {
+    absl::MutexLock lock(&greylist_mu_);
+    if (p.auto_whitelist > 0) {
+      auto c = whitelisted_.find(t.client_network);
+      if (c != whitelisted_.end() && c->second.passes >= p.auto_whitelist &&
+          FreshInMemory(now, c->second.last_seen, max_age)) {
+        d.state = GreylistDecision::State::kClientWhitelisted;
+        return d;
+      }
+    }
+    auto known = passed_.find(key);
+    if (known != passed_.end() && FreshInMemory(now, known->second, max_age)) {
+      d.state = GreylistDecision::State::kKnown;
+      return d;
+    }
+  }
   // One round trip for the common cases: the client's pass count and the triplet.
   auto rows = db_->Query(
       "SELECT (SELECT passes FROM greylist_clients WHERE client_net = $1),"
@@ -220,20 +259,24 @@ absl::StatusOr<GreylistDecision> PolicyStore::Greylist(const Triplet& t,
       {t.client_network, t.sender, t.recipient});
   if (!rows.ok()) return rows.status();
   const sql::Row& r = rows->at(0);
-  GreylistDecision d;
 
-  // Refreshes last_seen at most once an hour, so busy senders cost no writes.
+  // Refreshes last_seen at most once an hour, so busy senders cost no writes;
+  // returns the last_seen the record has now.
   auto touch = [&](const char* statement, sql::Params params,
-                   int64_t last_seen) -> absl::Status {
-    if (now - last_seen < 3600) return absl::OkStatus();
-    return db_->Query(statement, params).status();
+                   int64_t last_seen) -> absl::StatusOr<int64_t> {
+    if (now - last_seen < 3600) return last_seen;
+    absl::Status s = db_->Query(statement, params).status();
+    if (!s.ok()) return s;
+    return now;
   };
 
   if (p.auto_whitelist > 0 && !r.is_null(0) && r.integer(0) >= p.auto_whitelist &&
       (max_age == 0 || now - r.integer(1) <= max_age)) {
-    absl::Status s = touch("UPDATE greylist_clients SET last_seen = $2 WHERE client_net = $1",
-                           {t.client_network, now}, r.integer(1));
-    if (!s.ok()) return s;
+    absl::StatusOr<int64_t> seen =
+        touch("UPDATE greylist_clients SET last_seen = $2 WHERE client_net = $1",
+              {t.client_network, now}, r.integer(1));
+    if (!seen.ok()) return seen.status();
+    RememberClient(t.client_network, r.integer(0), *seen);
     d.state = GreylistDecision::State::kClientWhitelisted;
     return d;
   }
@@ -242,11 +285,12 @@ absl::StatusOr<GreylistDecision> PolicyStore::Greylist(const Triplet& t,
   int64_t first_seen = r.integer(2);
   if (exists && !r.is_null(3)) {
     if (max_age == 0 || now - r.integer(4) <= max_age) {
-      absl::Status s = touch(
+      absl::StatusOr<int64_t> seen = touch(
           "UPDATE greylist SET last_seen = $4"
           " WHERE client_net = $1 AND sender = $2 AND recipient = $3",
           {t.client_network, t.sender, t.recipient, now}, r.integer(4));
-      if (!s.ok()) return s;
+      if (!seen.ok()) return seen.status();
+      RememberPassed(key, *seen);
       d.state = GreylistDecision::State::kKnown;
       return d;
     }
@@ -291,6 +335,7 @@ absl::StatusOr<GreylistDecision> PolicyStore::Greylist(const Triplet& t,
   }
   d.state = GreylistDecision::State::kPassedNow;
   d.delayed = absl::Seconds(now - passed->at(0).integer(0));
+  RememberPassed(key, now);
   if (p.auto_whitelist > 0) {
     auto c = db_->Query(
         "INSERT INTO greylist_clients (client_net, passes, last_seen) VALUES ($1, 1, $2)"
@@ -302,6 +347,19 @@ absl::StatusOr<GreylistDecision> PolicyStore::Greylist(const Triplet& t,
   return d;
 }
 
+void PolicyStore::RememberPassed(const std::string& key, int64_t last_seen) {
+  absl::MutexLock lock(&greylist_mu_);
+  if (passed_.size() >= kMaxCachedTriplets) passed_.clear();
+  passed_[key] = last_seen;
+}
+
+void PolicyStore::RememberClient(const std::string& client_net, int64_t passes,
+                                 int64_t last_seen) {
+  absl::MutexLock lock(&greylist_mu_);
+  if (whitelisted_.size() >= kMaxCachedTriplets) whitelisted_.clear();
+  whitelisted_[client_net] = {passes, last_seen};
+}
+
 absl::StatusOr<std::optional<ListEntry>> PolicyStore::FindListed(
     absl::string_view client_address, absl::string_view sender, absl::string_view recipient,
     absl::Time now) {
@@ -310,6 +368,31 @@ absl::StatusOr<std::optional<ListEntry>> PolicyStore::FindListed(
   std::array<std::string, 4> s = MailKeys(sender);
   std::array<std::string, 4> r;
   if (!recipient.empty()) r = MailKeys(recipient);
+  {
+    absl::MutexLock lock(&lists_mu_);
+    absl::StatusOr<bool> in_memory = FreshLists();
+    if (!in_memory.ok()) return in_memory.status();
+    if (*in_memory) {
+      std::optional<ListEntry> black;
+      const std::tuple<const std::array<std::string, 4>*, ListKind, ListKind> groups[] = {
+          {&a, ListKind::kBA, ListKind::kWA},
+          {&s, ListKind::kBS, ListKind::kWS},
+          {&r, ListKind::kBR, ListKind::kWR}};
+      for (const auto& [keys, black_kind, white_kind] : groups) {
+        for (const std::string& key : *keys) {
+          if (key.empty()) continue;
+          auto it = lists_.find(key);
+          if (it == lists_.end()) continue;
+          for (const ListEntry& e : it->second) {
+            if ((e.kind != black_kind && e.kind != white_kind) || e.expires <= now) continue;
+            if (IsWhite(e.kind)) return e;
+            if (!black) black = e;
+          }
+        }
+      }
+      return black;
+    }
+  }
   auto rows = db_->Query(
       "SELECT kind, value, created, expires, comment FROM lists"
       " WHERE ((kind IN ('BA', 'WA') AND value IN ($1, $2, $3, $4))"
@@ -328,6 +411,40 @@ absl::StatusOr<std::optional<ListEntry>> PolicyStore::FindListed(
   return black;
 }
 
+absl::StatusOr<bool> PolicyStore::FreshLists() {
+  const absl::Time wall = absl::Now();
+  if (lists_loaded_ && !lists_stale_ && wall - lists_checked_ < kListRecheck) {
+    return !lists_too_large_;
+  }
+  auto v = db_->Query("SELECT version FROM lists_version WHERE id = 1", {});
+  if (!v.ok()) return v.status();
+  const int64_t version = v->empty() ? 0 : v->at(0).integer(0);
+  lists_checked_ = wall;
+  if (lists_loaded_ && !lists_stale_ && version == lists_version_) return !lists_too_large_;
+  // A change after the version was read bumps it again: the next check reloads.
+  auto rows = db_->Query("SELECT kind, value, created, expires, comment FROM lists LIMIT $1",
+                         {static_cast<int64_t>(kMaxCachedListEntries + 1)});
+  if (!rows.ok()) return rows.status();
+  lists_.clear();
+  lists_version_ = version;
+  lists_loaded_ = true;
+  lists_stale_ = false;
+  lists_too_large_ = rows->size() > kMaxCachedListEntries;
+  if (lists_too_large_) return false;
+  for (const sql::Row& row : *rows) {
+    if (ParseListKind(row.text(0)).ok()) lists_[row.text(1)].push_back(EntryFromRow(row));
+  }
+  return true;
+}
+
+absl::Status PolicyStore::ListsChanged() {
+  {
+    absl::MutexLock lock(&lists_mu_);
+    lists_stale_ = true;
+  }
+  return db_->Query("UPDATE lists_version SET version = version + 1 WHERE id = 1", {}).status();
+}
+
 absl::Status PolicyStore::AddListEntry(const ListEntry& entry) {
   absl::StatusOr<std::string> value = NormalizeListValue(entry.kind, entry.value);
   if (!value.ok()) return value.status();
@@ -337,7 +454,8 @@ absl::Status PolicyStore::AddListEntry(const ListEntry& entry) {
       "INSERT INTO lists (kind, value, created, expires, comment) VALUES ($1, $2, $3, $4, $5)"
       " ON CONFLICT (kind, value) DO UPDATE SET expires = $4, comment = $5",
       {ListKindName(entry.kind), *value, Secs(entry.created), expires, entry.comment});
-  return r.status();
+  if (!r.ok()) return r.status();
+  return ListsChanged();
 }
 
 absl::StatusOr<bool> PolicyStore::RemoveListEntry(ListKind kind, absl::string_view value) {
@@ -346,7 +464,9 @@ absl::StatusOr<bool> PolicyStore::RemoveListEntry(ListKind kind, absl::string_vi
   auto r = db_->Query("DELETE FROM lists WHERE kind = $1 AND value = $2 RETURNING value",
                       {ListKindName(kind), *v});
   if (!r.ok()) return r.status();
-  return !r->empty();
+  if (r->empty()) return false;
+  if (absl::Status s = ListsChanged(); !s.ok()) return s;
+  return true;
 }
 
 absl::StatusOr<std::vector<ListEntry>> PolicyStore::ListEntries(std::optional<ListKind> kind) {
@@ -411,6 +531,9 @@ absl::StatusOr<CleanupCounts> PolicyStore::Cleanup(const GreylistParams& p, absl
                       {now});
   if (!l.ok()) return l.status();
   counts.list_entries = static_cast<int64_t>(l->size());
+  if (counts.list_entries > 0) {
+    if (absl::Status s = ListsChanged(); !s.ok()) return s;
+  }
   return counts;
 }
 

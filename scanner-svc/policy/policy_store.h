@@ -10,6 +10,18 @@
 // checks the state it changes (a triplet passes exactly once, an insert that lost
 // a race re-reads). Times are stored as Unix seconds.
 //
+// Two caches spare the database the common questions:
+// - Triplets that passed and auto-whitelisted client networks are remembered in
+//   memory (up to kMaxCachedTriplets). Such a record only changes when it is
+//   removed for being unseen for max_age, so while the last_seen this replica knows
+//   is under an hour old (older ones are refreshed in the database, as before), the
+//   answer from memory is the database's answer.
+// - The lists table (up to kMaxCachedListEntries entries; a larger one is queried
+//   per decision) is held in memory. A change made through this store is seen at
+//   once; one made elsewhere (sglist, another replica's add_listed) bumps a version
+//   row that is checked at most every kListRecheck, so it takes effect on every
+//   replica within that time.
+//
 // Thread-safe.
 #ifndef SAGATOR_SCANNER_SVC_POLICY_POLICY_STORE_H_
 #define SAGATOR_SCANNER_SVC_POLICY_POLICY_STORE_H_
@@ -19,7 +31,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/sql.h"
@@ -106,6 +121,10 @@ struct CleanupCounts {
 
 class PolicyStore {
  public:
+  static constexpr size_t kMaxCachedTriplets = 200000;
+  static constexpr size_t kMaxCachedListEntries = 100000;
+  static constexpr absl::Duration kListRecheck = absl::Seconds(1);
+
   // Brings the schema up to date (component "policy" in schema_migrations).
   static absl::StatusOr<std::unique_ptr<PolicyStore>> Open(std::shared_ptr<sql::Database> db);
 
@@ -139,7 +158,39 @@ class PolicyStore {
 
  private:
   explicit PolicyStore(std::shared_ptr<sql::Database> db) : db_(std::move(db)) {}
+
+  // Remembers a passed triplet (key TripletKey) or a whitelisted client network
+  // last seen at `last_seen` (Unix seconds).
+  void RememberPassed(const std::string& key, int64_t last_seen);
+  void RememberClient(const std::string& client_net, int64_t passes, int64_t last_seen);
+  // Marks the in-memory lists stale and bumps the version other replicas check.
+  absl::Status ListsChanged();
+  // Brings the lists held in memory up to date (reloads them when this store
+  // changed them, or when the version row moved; it is read at most every
+  // kListRecheck of wall time); false when the table is too large to hold (then
+  // FindListed queries).
+  absl::StatusOr<bool> FreshLists() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lists_mu_);
+
   std::shared_ptr<sql::Database> db_;
+
+  absl::Mutex greylist_mu_;
+  // Passed triplets -> last_seen (Unix seconds).
+  absl::flat_hash_map<std::string, int64_t> passed_ ABSL_GUARDED_BY(greylist_mu_);
+  // Whitelisted client networks: their passes and last_seen as last read.
+  struct ClientRecord {
+    int64_t passes = 0;
+    int64_t last_seen = 0;
+  };
+  absl::flat_hash_map<std::string, ClientRecord> whitelisted_ ABSL_GUARDED_BY(greylist_mu_);
+
+  absl::Mutex lists_mu_;
+  bool lists_loaded_ ABSL_GUARDED_BY(lists_mu_) = false;
+  bool lists_too_large_ ABSL_GUARDED_BY(lists_mu_) = false;
+  bool lists_stale_ ABSL_GUARDED_BY(lists_mu_) = true;
+  int64_t lists_version_ ABSL_GUARDED_BY(lists_mu_) = -1;
+  absl::Time lists_checked_ ABSL_GUARDED_BY(lists_mu_) = absl::InfinitePast();
+  // Entries by value (any kind).
+  absl::flat_hash_map<std::string, std::vector<ListEntry>> lists_ ABSL_GUARDED_BY(lists_mu_);
 };
 
 }  // namespace sagator::policy

@@ -213,6 +213,80 @@ TEST_P(PolicyStoreTest, AddRenewsRemoveReportsAndRecordsAreSearchable) {
   EXPECT_EQ(recs->size(), 2u);
 }
 
+// Passed triplets and whitelisted clients answer from memory: with the greylist
+// tables gone, this store still knows them, while a second store on the same
+// database (a replica that never saw them) must ask and fails. Once last_seen is an
+// hour old the record is refreshed in the database again.
+TEST_P(PolicyStoreTest, PassedTripletsAndWhitelistedClientsAnswerFromMemory) {
+  ASSERT_NE(store_, nullptr);
+  params_.auto_whitelist = 2;
+  Check(t_, t0_);
+  EXPECT_EQ(Check(t_, t0_ + absl::Seconds(301)).state, State::kPassedNow);
+  Triplet other{"198.51.100.0/24", "s@example.org", "r@example.net"};
+  for (int i = 0; i < 2; ++i) {
+    Triplet t{other.client_network, absl::StrCat("s", i, "@example.org"), other.recipient};
+    Check(t, t0_);
+    Check(t, t0_ + absl::Seconds(301));
+  }
+  EXPECT_EQ(Check(other, t0_ + absl::Seconds(302)).state, State::kClientWhitelisted);
+  auto replica = PolicyStore::Open(db_);
+  ASSERT_TRUE(replica.ok()) << replica.status();
+
+  ASSERT_TRUE(db_->Query("DROP TABLE greylist", {}).ok());
+  ASSERT_TRUE(db_->Query("DROP TABLE greylist_clients", {}).ok());
+  EXPECT_EQ(Check(t_, t0_ + absl::Seconds(400)).state, State::kKnown);
+  EXPECT_EQ(Check(other, t0_ + absl::Seconds(400)).state, State::kClientWhitelisted);
+  EXPECT_FALSE((*replica)->Greylist(t_, params_, t0_ + absl::Seconds(400)).ok());
+  // An hour after the last refresh the database is asked again.
+  EXPECT_FALSE(store_->Greylist(t_, params_, t0_ + absl::Seconds(301 + 3600)).ok());
+  EXPECT_FALSE(store_->Greylist(other, params_, t0_ + absl::Seconds(301 + 3600)).ok());
+  // A network whitelisted at 2 passes is not whitelisted for a greylist() that wants 3.
+  params_.auto_whitelist = 3;
+  EXPECT_FALSE(store_->Greylist(other, params_, t0_ + absl::Seconds(400)).ok());
+}
+
+// The lists are held in memory: a change through the same store shows at once; one
+// made through another store on the database (sglist, another replica) within
+// kListRecheck.
+TEST_P(PolicyStoreTest, ListChangesElsewhereShowWithinTheRecheckInterval) {
+  ASSERT_NE(store_, nullptr);
+  auto tool = PolicyStore::Open(db_);
+  ASSERT_TRUE(tool.ok()) << tool.status();
+  auto listed = [&] {
+    auto hit = store_->FindListed("192.0.2.9", "spam@bad.example", "bob@example.net", t0_);
+    EXPECT_TRUE(hit.ok()) << hit.status();
+    return hit.ok() && hit->has_value() ? std::string(ListKindName((*hit)->kind)) : "";
+  };
+  EXPECT_EQ(listed(), "");
+  ListEntry e;
+  e.kind = ListKind::kBS;
+  e.value = "bad.example";
+  e.created = t0_;
+  ASSERT_TRUE(store_->AddListEntry(e).ok());
+  EXPECT_EQ(listed(), "BS");
+
+  absl::Time changed = absl::Now();
+  e.kind = ListKind::kWR;
+  e.value = "bob@example.net";
+  ASSERT_TRUE((*tool)->AddListEntry(e).ok());
+  std::string seen = listed();
+  while (seen == "BS" && absl::Now() < changed + PolicyStore::kListRecheck + absl::Seconds(1)) {
+    absl::SleepFor(absl::Milliseconds(50));
+    seen = listed();
+  }
+  EXPECT_EQ(seen, "WR");
+  EXPECT_LE(absl::Now() - changed, PolicyStore::kListRecheck + absl::Milliseconds(500));
+  ASSERT_TRUE(*(*tool)->RemoveListEntry(ListKind::kWR, "bob@example.net"));
+  absl::SleepFor(PolicyStore::kListRecheck + absl::Milliseconds(100));
+  EXPECT_EQ(listed(), "BS");
+  // Expired entries are in memory too, and never match.
+  e.kind = ListKind::kWA;
+  e.value = "192.0.2.0/24";
+  e.expires = t0_ - absl::Seconds(1);
+  ASSERT_TRUE(store_->AddListEntry(e).ok());
+  EXPECT_EQ(listed(), "BS");
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, PolicyStoreTest,
                          ::testing::Values(sql::Backend::kSqlite, sql::Backend::kPostgresql),
                          [](const auto& info) {

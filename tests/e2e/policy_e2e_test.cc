@@ -60,6 +60,9 @@ constexpr absl::Duration kMin = absl::Seconds(2);
 // How long after a deferral a retry surely passes (with a margin).
 absl::Duration RetryAfter(absl::Duration min) { return min + absl::Milliseconds(500); }
 constexpr absl::Duration kStartup = absl::Seconds(30);
+// A running scanner-svc sees a list change made with sglist within a second (the
+// lists are held in memory; PolicyStore::kListRecheck).
+constexpr absl::Duration kListChangeShows = absl::Milliseconds(1200);
 
 enum class Backend { kSqlite, kPostgresql };
 
@@ -332,6 +335,7 @@ TEST_P(PolicyPostfixE2eTest, GreylistingAndListsDecideAtRcpt) {
   // Removing the blacklist entry lets the sender through to greylisting.
   CommandResult rm = stack_->Sglist({"remove", "BS", "spammer.example"});
   ASSERT_EQ(rm.exit_code, 0) << rm.out << rm.err;
+  absl::SleepFor(kListChangeShows);
   SmtpClient c2(postfix_->smtp_port());
   ASSERT_THAT(c2.Greet(), StartsWith("250"));
   EXPECT_THAT(Rcpt(c2, "mallory@spammer.example", "bob@example.org"), StartsWith("450 4.7.1 "));
@@ -422,9 +426,10 @@ TEST_P(PolicyReplicasE2eTest, StateIsSharedBetweenReplicas) {
   EXPECT_EQ(r->outcome(), common::v1::PASS);
   EXPECT_FALSE(HasGreylistHeader(*r));
 
-  // A list entry written through one replica's database is seen by the other.
+  // A list entry written with the tool is seen by both replicas within a second.
   CommandResult add = stack_->Sglist({"add", "BA", "198.51.100.0/24"});
   ASSERT_EQ(add.exit_code, 0) << add.out << add.err;
+  absl::SleepFor(kListChangeShows);
   for (ScannerClient* c : {&a, &b}) {
     r = c->CheckPolicy(Request("198.51.100.7", "x@example.net", "bob@example.org"));
     ASSERT_TRUE(r.ok()) << r.status();
