@@ -203,6 +203,13 @@ absl::StatusOr<scanner::v1::PolicyResponse> ScriptedPolicy(const scanner::v1::Po
   return p;
 }
 
+// Decisions that take a moment (but are not slow): requests queue behind the calls
+// in flight and share calls.
+absl::StatusOr<scanner::v1::PolicyResponse> TakesAMoment(const scanner::v1::PolicyRequest& r) {
+  absl::SleepFor(absl::Microseconds(300));
+  return ScriptedPolicy(r);
+}
+
 class PolicyServerTest : public ::testing::Test {
  protected:
   static PolicyServerOptions Options() {
@@ -222,6 +229,17 @@ class PolicyServerTest : public ::testing::Test {
     scanner_service_.SetPolicyHandler(ScriptedPolicy);
     int scanner_port = scanner_service_.Start();
     ASSERT_GT(scanner_port, 0);
+    StartServer(o, absl::StrCat("127.0.0.1:", scanner_port));
+  }
+
+  // The gRPC fake with TakesAMoment decisions, CheckPolicies on or off, and the
+  // server with prefork 8.
+  void StartWithDecisionsThatTakeAMoment(bool batching) {
+    scanner_service_.SetPolicyHandler(TakesAMoment);
+    scanner_service_.SetBatching(batching);
+    int scanner_port = scanner_service_.Start();
+    PolicyServerOptions o = Options();
+    o.prefork = 8;
     StartServer(o, absl::StrCat("127.0.0.1:", scanner_port));
   }
 
@@ -398,19 +416,8 @@ int AskConcurrently(int port, int connections, int per_connection) {
   return right.load();
 }
 
-// Decisions that take a moment (but are not slow): requests queue behind the calls
-// in flight and share calls.
-absl::StatusOr<scanner::v1::PolicyResponse> TakesAMoment(const scanner::v1::PolicyRequest& r) {
-  absl::SleepFor(absl::Microseconds(300));
-  return ScriptedPolicy(r);
-}
-
 TEST_F(PolicyServerTest, BatchesRequestsThatArriveWhileCallsAreInFlight) {
-  scanner_service_.SetPolicyHandler(TakesAMoment);
-  int scanner_port = scanner_service_.Start();
-  PolicyServerOptions o = Options();
-  o.prefork = 8;
-  StartServer(o, absl::StrCat("127.0.0.1:", scanner_port));
+  StartWithDecisionsThatTakeAMoment(/*batching=*/true);
   EXPECT_EQ(AskConcurrently(port_, 16, 30), 16 * 30);
   PolicyServerStats s = server_->stats();
   EXPECT_EQ(s.requests, 16 * 30);
@@ -422,12 +429,7 @@ TEST_F(PolicyServerTest, BatchesRequestsThatArriveWhileCallsAreInFlight) {
 }
 
 TEST_F(PolicyServerTest, BatchesGoRequestByRequestToAScannerSvcWithoutCheckPolicies) {
-  scanner_service_.SetPolicyHandler(TakesAMoment);
-  scanner_service_.SetBatching(false);
-  int scanner_port = scanner_service_.Start();
-  PolicyServerOptions o = Options();
-  o.prefork = 8;
-  StartServer(o, absl::StrCat("127.0.0.1:", scanner_port));
+  StartWithDecisionsThatTakeAMoment(/*batching=*/false);
   EXPECT_EQ(AskConcurrently(port_, 16, 30), 16 * 30);
   EXPECT_EQ(server_->stats().scanner_failures, 16 * 6);
   EXPECT_EQ(scanner_service_.batch_calls(), 0);

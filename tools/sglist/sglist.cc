@@ -19,7 +19,8 @@ const char kUsage[] =
     "  cleanup                           remove expired records and entries\n"
     "  sets                              sql_find's table: address or @domain -> set\n"
     "  set ADDRESS SET                   ADDRESS (user@domain or @domain) uses scanner set SET\n"
-    "  unset ADDRESS                     ADDRESS goes back to sql_find's default";
+    "  unset ADDRESS                     ADDRESS goes back to sql_find's default\n"
+    "Running scanner-svc replicas see list changes within a second.";
 
 namespace {
 
