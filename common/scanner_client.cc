@@ -227,6 +227,11 @@ class GrpcScannerClient : public ScannerClient {
 
 }  // namespace
 
+std::optional<absl::StatusOr<scanner::v1::PolicyResponse>> ScannerClient::TryCheckPolicyNow(
+    const scanner::v1::PolicyRequest&) {
+  return std::nullopt;
+}
+
 std::vector<absl::StatusOr<scanner::v1::PolicyResponse>> ScannerClient::CheckPolicies(
     const scanner::v1::PolicyBatchRequest& batch) {
   std::vector<absl::StatusOr<scanner::v1::PolicyResponse>> out;

@@ -6,14 +6,16 @@
 //       NewGrpcScannerClient("127.0.0.1:7290", absl::Seconds(60), 50 << 20);
 //   absl::StatusOr<ScanReply> r = scanner->Scan(header, message);
 //
-// Scan, CheckPolicy and CheckPolicies block (one gRPC call with a deadline): gateways call it on their scan
-// threads, never on an I/O thread. Thread-safe: Scan may run on many threads at once.
+// Scan, CheckPolicy and CheckPolicies block (one gRPC call with a deadline): gateways
+// call them on their scan threads, never on an I/O thread; TryCheckPolicyNow is the
+// one call an I/O thread may make. Thread-safe: Scan may run on many threads at once.
 // common/testing/fake_scanner.h has an in-memory fake.
 #ifndef SAGATOR_COMMON_SCANNER_CLIENT_H_
 #define SAGATOR_COMMON_SCANNER_CLIENT_H_
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +51,13 @@ class ScannerClient {
   // its own status. This default asks CheckPolicy for each in turn.
   virtual std::vector<absl::StatusOr<scanner::v1::PolicyResponse>> CheckPolicies(
       const scanner::v1::PolicyBatchRequest& batch);
+
+  // CheckPolicy's answer when it can be had without waiting on anything (the
+  // in-process client, when the chain's records are in memory), for a caller on an
+  // I/O thread; nullopt when the decision would wait: then call CheckPolicy on a
+  // thread that may block. The default: always nullopt.
+  virtual std::optional<absl::StatusOr<scanner::v1::PolicyResponse>> TryCheckPolicyNow(
+      const scanner::v1::PolicyRequest& request);
 
   // Cancels every call in flight and makes later calls fail with CANCELLED (used at
   // a gateway's shutdown, after its grace period).

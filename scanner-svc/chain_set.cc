@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "re2/re2.h"
 #include "common/mail_headers.h"
+#include "common/would_wait.h"
 #include "scanner-svc/engine/actions.h"
 #include "scanner-svc/engine/combinators.h"
 #include "scanner-svc/scanners/basic.h"
@@ -733,8 +734,10 @@ absl::StatusOr<ChainVerdict> ChainSet::Run(absl::string_view chain, absl::string
 absl::StatusOr<ChainVerdict> ChainSet::RunPolicy(absl::string_view chain,
                                                  engine::MessageEnvelope envelope,
                                                  absl::Time deadline,
-                                                 std::function<bool()> cancelled) const {
-  return RunChain(chain, "", std::move(envelope), deadline, std::move(cancelled), false);
+                                                 std::function<bool()> cancelled,
+                                                 bool memory_only) const {
+  return RunChain(chain, "", std::move(envelope), deadline, std::move(cancelled), false,
+                  memory_only);
 }
 
 absl::StatusOr<ChainVerdict> ChainSet::RunChain(absl::string_view chain,
@@ -742,17 +745,22 @@ absl::StatusOr<ChainVerdict> ChainSet::RunChain(absl::string_view chain,
                                                 engine::MessageEnvelope envelope,
                                                 absl::Time deadline,
                                                 std::function<bool()> cancelled,
-                                                bool content) const {
+                                                bool content, bool memory_only) const {
   auto it = chains_.find(std::string(chain));
   if (it == chains_.end()) {
     return absl::NotFoundError(absl::StrCat("no chain named '", chain, "' is configured"));
+  }
+  if (memory_only && !it->second->HonorsMemoryOnly()) {
+    return WouldWaitError(absl::StrCat("chain '", chain, "' has scanners that may wait"));
   }
   if (static_cast<int64_t>(message.size()) > max_message_size_) {
     return TooLarge(chain, message, static_cast<int64_t>(message.size()), std::move(envelope),
                     deadline);
   }
   engine::ScanContext ctx(message, std::move(envelope), deadline, std::move(cancelled));
+  ctx.set_memory_only(memory_only);
   absl::StatusOr<engine::ScanResult> r = it->second->Scan(ctx);
+  if (memory_only && !r.ok() && IsWouldWait(r.status())) return r.status();
   // The caller is gone or out of time: there is nobody to give a verdict to.
   if (absl::Status alive = ctx.CheckAlive(); !alive.ok()) return alive;
   ChainVerdict v;

@@ -80,10 +80,14 @@ class ChainSet {
                                    std::function<bool()> cancelled = nullptr) const;
 
   // Runs a policy chain at an SMTP stage (no message): the same outcome mapping,
-  // without X-Sagator-ID and X-Sagator-Scanner.
+  // without X-Sagator-ID and X-Sagator-Scanner. With `memory_only` (a caller on an
+  // event loop's thread; see engine::ScanContext::memory_only) the chain runs only
+  // if its scanners honor it, and WouldWaitError comes back when it does not run or
+  // a scanner would wait: run it again without.
   absl::StatusOr<ChainVerdict> RunPolicy(absl::string_view chain,
                                          engine::MessageEnvelope envelope, absl::Time deadline,
-                                         std::function<bool()> cancelled = nullptr) const;
+                                         std::function<bool()> cancelled = nullptr,
+                                         bool memory_only = false) const;
 
   // The verdict for a message that is too large to scan (`size` bytes, of which
   // `head` is the start that was kept: its header block at least, when it can be).
@@ -100,7 +104,8 @@ class ChainSet {
   ChainSet() = default;
   absl::StatusOr<ChainVerdict> RunChain(absl::string_view chain, absl::string_view message,
                                         engine::MessageEnvelope envelope, absl::Time deadline,
-                                        std::function<bool()> cancelled, bool content) const;
+                                        std::function<bool()> cancelled, bool content,
+                                        bool memory_only = false) const;
   // Maps the result to the outcome; `content` adds the X-Sagator headers.
   // Stores the message for the context's first quarantine request; a failure
   // becomes the verdict's error (TEMPFAIL).

@@ -24,6 +24,10 @@ class LocalPolicyClient final : public ScannerClient {
                                  absl::string_view message) override;
   absl::StatusOr<scanner::v1::PolicyResponse> CheckPolicy(
       const scanner::v1::PolicyRequest& request) override;
+  // Runs the chain memory-only (ChainSet::RunPolicy): greylist's passed triplets
+  // and whitelisted clients and sql_list's lists answer on the caller's thread.
+  std::optional<absl::StatusOr<scanner::v1::PolicyResponse>> TryCheckPolicyNow(
+      const scanner::v1::PolicyRequest& request) override;
   void CancelAll() override { cancelled_ = true; }
 
  private:

@@ -12,7 +12,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::unique_ptr<LocalPolicyClient> Client(const std::string& extra_chain) {
+std::unique_ptr<LocalPolicyClient> Client(const std::string& extra_chain,
+                                          std::vector<std::string> build = {"policy"}) {
   std::string db = absl::StrCat(std::getenv("TEST_TMPDIR"), "/local.db");
   auto cfg = LoadConfigString(
       absl::StrCat("databases: {default: {sqlite: {path: '", db, "'}}}\n"
@@ -22,7 +23,7 @@ std::unique_ptr<LocalPolicyClient> Client(const std::string& extra_chain) {
       "t.yaml", "/");
   EXPECT_TRUE(cfg.ok()) << cfg.status();
   if (!cfg.ok()) return nullptr;
-  auto chains = ChainSet::Create(*cfg, {"policy"});
+  auto chains = ChainSet::Create(*cfg, build);
   EXPECT_TRUE(chains.ok()) << chains.status();
   if (!chains.ok()) return nullptr;
   return std::make_unique<LocalPolicyClient>(*std::move(chains), absl::Seconds(10));
@@ -61,6 +62,34 @@ TEST(LocalPolicyClient, BuildsOnlyThePolicyChainAndRefusesScansAndOtherChains) {
   client->CancelAll();
   EXPECT_EQ(client->CheckPolicy(Request("policy")).status().code(),
             absl::StatusCode::kCancelled);
+}
+
+// TryCheckPolicyNow (smtpd_policy's I/O thread): an answer only when the chain's
+// records are in memory and every scanner of the chain keeps memory_only's promise.
+TEST(LocalPolicyClient, AnswersAtOnceOnlyWhatMemoryHolds) {
+  auto client = Client("  mixed: [{max_file_size: {bytes: 1000}}, sql_list]\n", {"policy", "mixed"});
+  ASSERT_NE(client, nullptr);
+  scanner::v1::PolicyRequest req = Request("policy");
+  req.mutable_envelope()->set_sender("at-once@example.org");
+  EXPECT_FALSE(client->TryCheckPolicyNow(req).has_value()) << "a new triplet needs the database";
+  EXPECT_EQ(client->CheckPolicy(req)->outcome(), common::v1::TEMPFAIL);
+  EXPECT_FALSE(client->TryCheckPolicyNow(req).has_value()) << "deferred triplets are not in memory";
+  EXPECT_EQ(client->CheckPolicy(req)->outcome(), common::v1::PASS);
+  std::optional<absl::StatusOr<scanner::v1::PolicyResponse>> now = client->TryCheckPolicyNow(req);
+  ASSERT_TRUE(now.has_value());
+  ASSERT_TRUE(now->ok()) << now->status();
+  EXPECT_EQ((*now)->outcome(), common::v1::PASS);
+  EXPECT_EQ((*now)->header_edits_size(), 0);
+
+  // max_file_size() does not promise to answer from memory: that chain always waits.
+  scanner::v1::PolicyRequest mixed = req;
+  mixed.set_chain("mixed");
+  ASSERT_TRUE(client->CheckPolicy(mixed).ok());
+  EXPECT_FALSE(client->TryCheckPolicyNow(mixed).has_value());
+  // An unknown chain is an answer (NotFound), not a wait.
+  now = client->TryCheckPolicyNow(Request("nonexistent"));
+  ASSERT_TRUE(now.has_value());
+  EXPECT_EQ(now->status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace

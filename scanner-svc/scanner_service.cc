@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/status_util.h"
+#include "common/would_wait.h"
 
 namespace sagator {
 namespace {
@@ -253,20 +254,43 @@ grpc::Status ScannerServiceImpl::ScanWhole(grpc::ServerContextBase* context,
   return grpc::Status::OK;
 }
 
+namespace {
+
+void SetResult(absl::StatusOr<scanner::v1::PolicyResponse> r, scanner::v1::PolicyResult* result) {
+  if (r.ok()) {
+    *result->mutable_response() = *std::move(r);
+  } else {
+    result->set_error_code(static_cast<int32_t>(r.status().code()));
+    result->set_error_message(std::string(r.status().message()));
+  }
+}
+
+}  // namespace
+
+// Decisions that memory can answer (ChainSet::RunPolicy's memory_only) are made
+// here, on gRPC's thread; the rest, which wait on the database, go to the policy
+// pool. The context, request and response live until Finish.
 grpc::ServerUnaryReactor* ScannerServiceImpl::CheckPolicy(
     grpc::CallbackServerContext* context, const scanner::v1::PolicyRequest* request,
     scanner::v1::PolicyResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  // The context, request and response live until Finish.
-  boost::asio::post(*policy_pool_, [this, context, request, response, reactor] {
-    absl::StatusOr<scanner::v1::PolicyResponse> r = DecidePolicy(
-        *chains_, *request, DeadlineOf(context), [context] { return context->IsCancelled(); });
+  auto cancelled = [context] { return context->IsCancelled(); };
+  auto finish = [reactor, response](absl::StatusOr<scanner::v1::PolicyResponse> r) {
     if (!r.ok()) {
       reactor->Finish(ToGrpcStatus(r.status()));
       return;
     }
     *response = *std::move(r);
     reactor->Finish(grpc::Status::OK);
+  };
+  absl::StatusOr<scanner::v1::PolicyResponse> now =
+      DecidePolicy(*chains_, *request, DeadlineOf(context), cancelled, /*memory_only=*/true);
+  if (now.ok() || !IsWouldWait(now.status())) {
+    finish(std::move(now));
+    return reactor;
+  }
+  boost::asio::post(*policy_pool_, [this, context, request, cancelled, finish] {
+    finish(DecidePolicy(*chains_, *request, DeadlineOf(context), cancelled));
   });
   return reactor;
 }
@@ -275,20 +299,30 @@ grpc::ServerUnaryReactor* ScannerServiceImpl::CheckPolicies(
     grpc::CallbackServerContext* context, const scanner::v1::PolicyBatchRequest* request,
     scanner::v1::PolicyBatchResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  boost::asio::post(*policy_pool_, [this, context, request, response, reactor] {
-    const absl::Time deadline = DeadlineOf(context);
-    auto cancelled = [context] { return context->IsCancelled(); };
-    response->mutable_results()->Reserve(request->requests_size());
-    for (const scanner::v1::PolicyRequest& one : request->requests()) {
-      scanner::v1::PolicyResult* result = response->add_results();
-      absl::StatusOr<scanner::v1::PolicyResponse> r =
-          DecidePolicy(*chains_, one, deadline, cancelled);
-      if (r.ok()) {
-        *result->mutable_response() = *std::move(r);
-      } else {
-        result->set_error_code(static_cast<int32_t>(r.status().code()));
-        result->set_error_message(std::string(r.status().message()));
-      }
+  const absl::Time deadline = DeadlineOf(context);
+  auto cancelled = [context] { return context->IsCancelled(); };
+  // Every result is in place before the pool fills in the ones that wait.
+  response->mutable_results()->Reserve(request->requests_size());
+  std::vector<int> waiting;
+  for (int i = 0; i < request->requests_size(); ++i) {
+    scanner::v1::PolicyResult* result = response->add_results();
+    absl::StatusOr<scanner::v1::PolicyResponse> r =
+        DecidePolicy(*chains_, request->requests(i), deadline, cancelled, /*memory_only=*/true);
+    if (!r.ok() && IsWouldWait(r.status())) {
+      waiting.push_back(i);
+    } else {
+      SetResult(std::move(r), result);
+    }
+  }
+  if (waiting.empty()) {
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  boost::asio::post(*policy_pool_, [this, request, response, reactor, deadline, cancelled,
+                                     waiting = std::move(waiting)] {
+    for (int i : waiting) {
+      SetResult(DecidePolicy(*chains_, request->requests(i), deadline, cancelled),
+                response->mutable_results(i));
     }
     reactor->Finish(grpc::Status::OK);
   });
@@ -298,13 +332,14 @@ grpc::ServerUnaryReactor* ScannerServiceImpl::CheckPolicies(
 absl::StatusOr<scanner::v1::PolicyResponse> DecidePolicy(const ChainSet& chains,
                                                          const scanner::v1::PolicyRequest& request,
                                                          absl::Time deadline,
-                                                         std::function<bool()> cancelled) {
+                                                         std::function<bool()> cancelled,
+                                                         bool memory_only) {
   engine::MessageEnvelope env = FromProto(request.envelope());
   if (!request.recipient().empty() && env.recipients.empty()) {
     env.recipients.push_back(request.recipient());
   }
-  absl::StatusOr<ChainVerdict> v =
-      chains.RunPolicy(request.chain(), std::move(env), deadline, std::move(cancelled));
+  absl::StatusOr<ChainVerdict> v = chains.RunPolicy(request.chain(), std::move(env), deadline,
+                                                    std::move(cancelled), memory_only);
   if (!v.ok()) return v.status();
   scanner::v1::PolicyResponse response;
   response.set_outcome(v->outcome);

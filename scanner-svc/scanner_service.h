@@ -89,11 +89,14 @@ class ScannerServiceImpl final
 
 // Runs a policy chain for one CheckPolicy request: the whole of CheckPolicy without
 // gRPC, so smtpd_policy can decide in-process too. NotFound for an unknown chain,
-// DeadlineExceeded/Cancelled when the caller's time ran out.
+// DeadlineExceeded/Cancelled when the caller's time ran out. With `memory_only`, for
+// a caller on an event loop's thread: WouldWaitError when the decision would wait
+// (see ChainSet::RunPolicy).
 absl::StatusOr<scanner::v1::PolicyResponse> DecidePolicy(const ChainSet& chains,
                                                          const scanner::v1::PolicyRequest& request,
                                                          absl::Time deadline,
-                                                         std::function<bool()> cancelled);
+                                                         std::function<bool()> cancelled,
+                                                         bool memory_only = false);
 
 // Converts the engine's verdict to the wire verdict.
 scanner::v1::Verdict ToProto(const ChainVerdict& v);

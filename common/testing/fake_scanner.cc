@@ -97,13 +97,41 @@ void FakeScannerClient::SetPolicyHandler(PolicyHandler handler) {
   policy_handler_ = std::move(handler);
 }
 
+void FakeScannerClient::SetAtOnce(std::function<bool(const scanner::v1::PolicyRequest&)> at_once) {
+  absl::MutexLock lock(&mu_);
+  at_once_ = std::move(at_once);
+}
+
 absl::StatusOr<scanner::v1::PolicyResponse> FakeScannerClient::CheckPolicy(
     const scanner::v1::PolicyRequest& request) {
-  PolicyHandler handler;
   {
     absl::MutexLock lock(&mu_);
     if (cancelled_) return absl::CancelledError("cancelled");
     ++policy_calls_;
+  }
+  return Answer(request);
+}
+
+std::optional<absl::StatusOr<scanner::v1::PolicyResponse>> FakeScannerClient::TryCheckPolicyNow(
+    const scanner::v1::PolicyRequest& request) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!at_once_ || !at_once_(request)) return std::nullopt;
+    ++at_once_calls_;
+  }
+  return Answer(request);
+}
+
+int FakeScannerClient::at_once_calls() const {
+  absl::MutexLock lock(&mu_);
+  return at_once_calls_;
+}
+
+absl::StatusOr<scanner::v1::PolicyResponse> FakeScannerClient::Answer(
+    const scanner::v1::PolicyRequest& request) {
+  PolicyHandler handler;
+  {
+    absl::MutexLock lock(&mu_);
     handler = policy_handler_;
   }
   if (!handler) {

@@ -52,6 +52,9 @@ class FakeScannerClient : public ScannerClient {
   void SetPolicyHandler(PolicyHandler handler);
   // Each scan sleeps this long first (to hold scans in flight).
   void SetDelay(absl::Duration delay);
+  // The requests TryCheckPolicyNow answers (with the policy handler's answer), as
+  // the in-process client does for records in memory; by default none.
+  void SetAtOnce(std::function<bool(const scanner::v1::PolicyRequest&)> at_once);
 
   absl::StatusOr<ScanReply> Scan(const scanner::v1::ScanHeader& header,
                                   absl::string_view message) override;
@@ -60,9 +63,13 @@ class FakeScannerClient : public ScannerClient {
   // Records the batch's size, then asks CheckPolicy for each request.
   std::vector<absl::StatusOr<scanner::v1::PolicyResponse>> CheckPolicies(
       const scanner::v1::PolicyBatchRequest& batch) override;
+  std::optional<absl::StatusOr<scanner::v1::PolicyResponse>> TryCheckPolicyNow(
+      const scanner::v1::PolicyRequest& request) override;
   void CancelAll() override;
 
   int calls() const;
+  // Requests TryCheckPolicyNow answered.
+  int at_once_calls() const;
   // Requests CheckPolicy answered (those of batches included).
   int policy_calls() const;
   // The sizes of the CheckPolicies batches, in order.
@@ -73,7 +80,12 @@ class FakeScannerClient : public ScannerClient {
  private:
   mutable absl::Mutex mu_;
   ScanHandler handler_ ABSL_GUARDED_BY(mu_);
+  // The policy handler's answer (PASS without one).
+  absl::StatusOr<scanner::v1::PolicyResponse> Answer(const scanner::v1::PolicyRequest& request);
+
   PolicyHandler policy_handler_ ABSL_GUARDED_BY(mu_);
+  std::function<bool(const scanner::v1::PolicyRequest&)> at_once_ ABSL_GUARDED_BY(mu_);
+  int at_once_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int policy_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<int> policy_batches_ ABSL_GUARDED_BY(mu_);
   absl::Duration delay_ ABSL_GUARDED_BY(mu_);
@@ -123,7 +135,12 @@ class FakeScannerService : public scanner::v1::ScannerService::Service {
   ScanHandler handler_;
   std::unique_ptr<grpc::Server> server_;
   mutable absl::Mutex mu_;
+  // The policy handler's answer (PASS without one).
+  absl::StatusOr<scanner::v1::PolicyResponse> Answer(const scanner::v1::PolicyRequest& request);
+
   PolicyHandler policy_handler_ ABSL_GUARDED_BY(mu_);
+  std::function<bool(const scanner::v1::PolicyRequest&)> at_once_ ABSL_GUARDED_BY(mu_);
+  int at_once_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int policy_calls_ ABSL_GUARDED_BY(mu_) = 0;
   bool batching_ ABSL_GUARDED_BY(mu_) = true;
   int batch_calls_ ABSL_GUARDED_BY(mu_) = 0;

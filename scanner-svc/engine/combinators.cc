@@ -1,5 +1,7 @@
 #include "scanner-svc/engine/combinators.h"
 
+#include "common/would_wait.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -51,6 +53,13 @@ absl::StatusOr<ScanResult> Sequence::Scan(ScanContext& ctx) const {
 }
 
 std::string Sequence::Describe() const { return DescribeAll(scanners_); }
+
+bool Sequence::HonorsMemoryOnly() const {
+  for (const ScannerPtr& s : scanners_) {
+    if (!s->HonorsMemoryOnly()) return false;
+  }
+  return true;
+}
 
 absl::StatusOr<ScanResult> Alternatives::Scan(ScanContext& ctx) const {
   std::vector<std::string> errors;
@@ -215,7 +224,9 @@ CountScans::CountScans(std::string kind, stats::Registry* registry, ScannerPtr i
 
 absl::StatusOr<ScanResult> CountScans::Scan(ScanContext& ctx) const {
   absl::StatusOr<ScanResult> r = inner_->Scan(ctx);
-  if (!r.ok()) {
+  if (!r.ok() && IsWouldWait(r.status())) {
+    // Not a scan: it runs again where it may wait, and counts then.
+  } else if (!r.ok()) {
     error_->Add();
   } else if (r->detected()) {
     detected_->Add();

@@ -22,6 +22,8 @@ class Sequence final : public Scanner {
   explicit Sequence(std::vector<ScannerPtr> scanners) : scanners_(std::move(scanners)) {}
   absl::StatusOr<ScanResult> Scan(ScanContext& ctx) const override;
   std::string Describe() const override;  // "a(), b()"
+  // An error stops the list, so a WouldWaitError comes back as it is.
+  bool HonorsMemoryOnly() const override;
 
  private:
   std::vector<ScannerPtr> scanners_;
@@ -152,6 +154,7 @@ class CountScans final : public Scanner {
   CountScans(std::string kind, stats::Registry* registry, ScannerPtr inner);
   absl::StatusOr<ScanResult> Scan(ScanContext& ctx) const override;
   std::string Describe() const override { return inner_->Describe(); }
+  bool HonorsMemoryOnly() const override { return inner_->HonorsMemoryOnly(); }
 
  private:
   stats::Counter* clean_;

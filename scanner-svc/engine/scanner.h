@@ -160,6 +160,7 @@ class ScanContext {
   // flags and header edits the inner scanners set back into this context.
   ScanContext Child(absl::string_view data, PartInfo part) const {
     ScanContext c(data, envelope_, deadline_, cancelled_);
+    c.memory_only_ = memory_only_;
     c.part_ = std::move(part);
     c.cache_ = cache_;
     return c;
@@ -187,6 +188,15 @@ class ScanContext {
   // deadline passed or the caller went away. Scanners check it between steps, and
   // network scanners bound their waits by deadline().
   absl::Status CheckAlive() const;
+
+  // Set by a caller on an event loop's thread (smtpd_policy deciding in-process,
+  // scanner-svc's gRPC threads): the scanners must not wait (database, network,
+  // disk). One that cannot answer from memory returns WouldWaitError
+  // (common/would_wait.h) without side effects, and the caller runs the chain again
+  // on a thread that may wait. Only chains whose scanners all HonorsMemoryOnly() are
+  // run so.
+  void set_memory_only(bool v) { memory_only_ = v; }
+  bool memory_only() const { return memory_only_; }
 
   // Flags set by drop() and deliver() for the detection that decides.
   void set_drop(bool v) { drop_ = v; }
@@ -241,6 +251,7 @@ class ScanContext {
   MessageEnvelope envelope_;
   absl::Time deadline_;
   std::function<bool()> cancelled_;
+  bool memory_only_ = false;
   bool drop_ = false;
   bool deliver_ = false;
   bool defer_ = false;
@@ -266,6 +277,12 @@ class Scanner {
   // SAGATOR-style rendering of this node and its children, e.g. "drop(libclam())",
   // used in X-Sagator-Scanner and in result paths.
   virtual std::string Describe() const = 0;
+
+  // True when Scan keeps ScanContext::memory_only's promise: with it set, the
+  // scanner (and every scanner under it) answers without waiting or returns
+  // WouldWaitError before any side effect. The default, false, keeps a chain
+  // that contains the scanner off event loops.
+  virtual bool HonorsMemoryOnly() const { return false; }
 };
 
 using ScannerPtr = std::unique_ptr<Scanner>;

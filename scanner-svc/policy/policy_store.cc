@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/would_wait.h"
 
 namespace sagator::policy {
 namespace {
@@ -226,7 +227,7 @@ absl::StatusOr<std::unique_ptr<PolicyStore>> PolicyStore::Open(
 
 absl::StatusOr<GreylistDecision> PolicyStore::Greylist(const Triplet& t,
                                                        const GreylistParams& p,
-                                                       absl::Time now_time) {
+                                                       absl::Time now_time, Access access) {
   const int64_t now = Secs(now_time);
   const int64_t min = absl::ToInt64Seconds(p.min);
   const int64_t expire = absl::ToInt64Seconds(p.expire);
@@ -249,6 +250,7 @@ absl::StatusOr<GreylistDecision> PolicyStore::Greylist(const Triplet& t,
       return d;
     }
   }
+  if (access == Access::kMemoryOnly) return WouldWaitError("the triplet is not in memory");
   // One round trip for the common cases: the client's pass count and the triplet.
   auto rows = db_->Query(
       "SELECT (SELECT passes FROM greylist_clients WHERE client_net = $1),"
@@ -362,36 +364,26 @@ void PolicyStore::RememberClient(const std::string& client_net, int64_t passes,
 
 absl::StatusOr<std::optional<ListEntry>> PolicyStore::FindListed(
     absl::string_view client_address, absl::string_view sender, absl::string_view recipient,
-    absl::Time now) {
+    absl::Time now, Access access) {
   std::array<std::string, 4> a = AddressKeys(client_address);
   // An empty sender is the null sender, listed as "<>".
   std::array<std::string, 4> s = MailKeys(sender);
   std::array<std::string, 4> r;
   if (!recipient.empty()) r = MailKeys(recipient);
+  if (access == Access::kMemoryOnly) {
+    // A reload holds the lock while it queries: do not wait for it.
+    if (!lists_mu_.ReaderTryLock()) return WouldWaitError("the lists are being reloaded");
+    std::optional<std::optional<ListEntry>> hit;
+    if (ListsFreshInMemory(absl::Now())) hit = FindInMemory(a, s, r, now);
+    lists_mu_.ReaderUnlock();
+    if (!hit) return WouldWaitError("the lists are due for their version check");
+    return *std::move(hit);
+  }
   {
     absl::MutexLock lock(&lists_mu_);
     absl::StatusOr<bool> in_memory = FreshLists();
     if (!in_memory.ok()) return in_memory.status();
-    if (*in_memory) {
-      std::optional<ListEntry> black;
-      const std::tuple<const std::array<std::string, 4>*, ListKind, ListKind> groups[] = {
-          {&a, ListKind::kBA, ListKind::kWA},
-          {&s, ListKind::kBS, ListKind::kWS},
-          {&r, ListKind::kBR, ListKind::kWR}};
-      for (const auto& [keys, black_kind, white_kind] : groups) {
-        for (const std::string& key : *keys) {
-          if (key.empty()) continue;
-          auto it = lists_.find(key);
-          if (it == lists_.end()) continue;
-          for (const ListEntry& e : it->second) {
-            if ((e.kind != black_kind && e.kind != white_kind) || e.expires <= now) continue;
-            if (IsWhite(e.kind)) return e;
-            if (!black) black = e;
-          }
-        }
-      }
-      return black;
-    }
+    if (*in_memory) return FindInMemory(a, s, r, now);
   }
   auto rows = db_->Query(
       "SELECT kind, value, created, expires, comment FROM lists"
@@ -411,11 +403,38 @@ absl::StatusOr<std::optional<ListEntry>> PolicyStore::FindListed(
   return black;
 }
 
+std::optional<ListEntry> PolicyStore::FindInMemory(const std::array<std::string, 4>& address,
+                                                   const std::array<std::string, 4>& sender,
+                                                   const std::array<std::string, 4>& recipient,
+                                                   absl::Time now) const {
+  std::optional<ListEntry> black;
+  const std::tuple<const std::array<std::string, 4>*, ListKind, ListKind> groups[] = {
+      {&address, ListKind::kBA, ListKind::kWA},
+      {&sender, ListKind::kBS, ListKind::kWS},
+      {&recipient, ListKind::kBR, ListKind::kWR}};
+  for (const auto& [keys, black_kind, white_kind] : groups) {
+    for (const std::string& key : *keys) {
+      if (key.empty()) continue;
+      auto it = lists_.find(key);
+      if (it == lists_.end()) continue;
+      for (const ListEntry& e : it->second) {
+        if ((e.kind != black_kind && e.kind != white_kind) || e.expires <= now) continue;
+        if (IsWhite(e.kind)) return e;
+        if (!black) black = e;
+      }
+    }
+  }
+  return black;
+}
+
+bool PolicyStore::ListsFreshInMemory(absl::Time wall) const {
+  return lists_loaded_ && !lists_stale_ && !lists_too_large_ && wall - lists_checked_ < kListRecheck;
+}
+
 absl::StatusOr<bool> PolicyStore::FreshLists() {
   const absl::Time wall = absl::Now();
-  if (lists_loaded_ && !lists_stale_ && wall - lists_checked_ < kListRecheck) {
-    return !lists_too_large_;
-  }
+  if (ListsFreshInMemory(wall)) return true;
+  if (lists_loaded_ && !lists_stale_ && wall - lists_checked_ < kListRecheck) return false;
   auto v = db_->Query("SELECT version FROM lists_version WHERE id = 1", {});
   if (!v.ok()) return v.status();
   const int64_t version = v->empty() ? 0 : v->at(0).integer(0);

@@ -22,10 +22,17 @@
 //   row that is checked at most every kListRecheck, so it takes effect on every
 //   replica within that time.
 //
+// Greylist and FindListed can be asked to answer from memory only
+// (Access::kMemoryOnly): for a caller on an event loop's thread, which must not
+// wait on the database. When memory cannot answer (a new triplet, lists due for
+// their recheck or being reloaded) they return WouldWaitError (common/would_wait.h)
+// and change nothing; the caller asks again with kMayWait where waiting is fine.
+//
 // Thread-safe.
 #ifndef SAGATOR_SCANNER_SVC_POLICY_POLICY_STORE_H_
 #define SAGATOR_SCANNER_SVC_POLICY_POLICY_STORE_H_
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -119,6 +126,9 @@ struct CleanupCounts {
   int64_t list_entries = 0;
 };
 
+// Whether a lookup may query the database (see the file comment).
+enum class Access { kMayWait, kMemoryOnly };
+
 class PolicyStore {
  public:
   static constexpr size_t kMaxCachedTriplets = 200000;
@@ -129,7 +139,8 @@ class PolicyStore {
   static absl::StatusOr<std::unique_ptr<PolicyStore>> Open(std::shared_ptr<sql::Database> db);
 
   absl::StatusOr<GreylistDecision> Greylist(const Triplet& triplet,
-                                            const GreylistParams& params, absl::Time now);
+                                            const GreylistParams& params, absl::Time now,
+                                            Access access = Access::kMayWait);
 
   // The entry that decides for this client address, sender and recipient (any may
   // be empty: not checked): a white entry wins over a black one; nullopt when none
@@ -137,7 +148,8 @@ class PolicyStore {
   absl::StatusOr<std::optional<ListEntry>> FindListed(absl::string_view client_address,
                                                       absl::string_view sender,
                                                       absl::string_view recipient,
-                                                      absl::Time now);
+                                                      absl::Time now,
+                                                      Access access = Access::kMayWait);
 
   // Adds the entry, or renews it (new expiry and comment) when it exists.
   absl::Status AddListEntry(const ListEntry& entry);
@@ -170,6 +182,15 @@ class PolicyStore {
   // kListRecheck of wall time); false when the table is too large to hold (then
   // FindListed queries).
   absl::StatusOr<bool> FreshLists() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lists_mu_);
+  // True when the lists in memory may answer without a database query.
+  bool ListsFreshInMemory(absl::Time wall) const ABSL_SHARED_LOCKS_REQUIRED(lists_mu_);
+  // The entry that decides among the lists in memory (see FindListed), from the
+  // lookup keys of the client address, the sender and the recipient.
+  std::optional<ListEntry> FindInMemory(const std::array<std::string, 4>& address,
+                                        const std::array<std::string, 4>& sender,
+                                        const std::array<std::string, 4>& recipient,
+                                        absl::Time now) const
+      ABSL_SHARED_LOCKS_REQUIRED(lists_mu_);
 
   std::shared_ptr<sql::Database> db_;
 

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/would_wait.h"
 #include "tests/harness/fresh_database.h"
 
 namespace sagator::policy {
@@ -285,6 +286,59 @@ TEST_P(PolicyStoreTest, ListChangesElsewhereShowWithinTheRecheckInterval) {
   e.expires = t0_ - absl::Seconds(1);
   ASSERT_TRUE(store_->AddListEntry(e).ok());
   EXPECT_EQ(listed(), "BS");
+}
+
+// Access::kMemoryOnly (a caller on an event loop): answers only what memory holds,
+// says "would wait" for the rest and then changes nothing in the database.
+TEST_P(PolicyStoreTest, MemoryOnlyAnswersFromMemoryOrSaysItWouldWait) {
+  ASSERT_NE(store_, nullptr);
+  auto memory_only = [&](const Triplet& t, absl::Time now) {
+    return store_->Greylist(t, params_, now, Access::kMemoryOnly);
+  };
+  absl::StatusOr<GreylistDecision> d = memory_only(t_, t0_);
+  ASSERT_FALSE(d.ok());
+  EXPECT_TRUE(IsWouldWait(d.status())) << d.status();
+  auto records = store_->GreylistRecords("", 10);
+  ASSERT_TRUE(records.ok()) << records.status();
+  EXPECT_TRUE(records->empty()) << "a memory-only lookup wrote a record";
+
+  Check(t_, t0_);
+  // Deferred triplets are not in memory: a retry before min asks the database.
+  d = memory_only(t_, t0_ + absl::Seconds(100));
+  EXPECT_TRUE(!d.ok() && IsWouldWait(d.status())) << d.status();
+  EXPECT_EQ(Check(t_, t0_ + absl::Seconds(301)).state, State::kPassedNow);
+  d = memory_only(t_, t0_ + absl::Seconds(302));
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->state, State::kKnown);
+  // An hour after the last refresh: the database again.
+  d = memory_only(t_, t0_ + absl::Seconds(301 + 3600));
+  EXPECT_TRUE(!d.ok() && IsWouldWait(d.status())) << d.status();
+
+  // Lists: nothing in memory before the first lookup that may wait, and nothing
+  // once kListRecheck has passed since the version was read.
+  auto listed = [&](Access access) {
+    return store_->FindListed("192.0.2.9", "spam@bad.example", "bob@example.net", t0_, access);
+  };
+  auto hit = listed(Access::kMemoryOnly);
+  EXPECT_TRUE(!hit.ok() && IsWouldWait(hit.status())) << hit.status();
+  ListEntry e;
+  e.kind = ListKind::kBS;
+  e.value = "bad.example";
+  e.created = t0_;
+  ASSERT_TRUE(store_->AddListEntry(e).ok());
+  hit = listed(Access::kMemoryOnly);
+  EXPECT_TRUE(!hit.ok() && IsWouldWait(hit.status())) << "stale after a change: " << hit.status();
+  hit = listed(Access::kMayWait);
+  ASSERT_TRUE(hit.ok() && hit->has_value()) << hit.status();
+  const absl::Time read = absl::Now();
+  hit = listed(Access::kMemoryOnly);
+  if (absl::Now() - read < PolicyStore::kListRecheck) {
+    ASSERT_TRUE(hit.ok() && hit->has_value()) << hit.status();
+    EXPECT_EQ((*hit)->kind, ListKind::kBS);
+  }
+  absl::SleepFor(PolicyStore::kListRecheck + absl::Milliseconds(50));
+  hit = listed(Access::kMemoryOnly);
+  EXPECT_TRUE(!hit.ok() && IsWouldWait(hit.status())) << hit.status();
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, PolicyStoreTest,

@@ -20,6 +20,7 @@ class ConstScanner final : public engine::Scanner {
   ConstScanner(double level, std::string name) : level_(level), name_(std::move(name)) {}
   absl::StatusOr<engine::ScanResult> Scan(engine::ScanContext& ctx) const override;
   std::string Describe() const override { return "const()"; }
+  bool HonorsMemoryOnly() const override { return true; }
 
  private:
   double level_;
@@ -31,6 +32,7 @@ class NothingScanner final : public engine::Scanner {
  public:
   absl::StatusOr<engine::ScanResult> Scan(engine::ScanContext& ctx) const override;
   std::string Describe() const override { return "nothing()"; }
+  bool HonorsMemoryOnly() const override { return true; }
 };
 
 // max_file_size(bytes): detected when the whole message is larger than `bytes`.

@@ -7,6 +7,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/config.h"
+#include "common/would_wait.h"
 
 namespace sagator::scanners {
 namespace {
@@ -41,10 +42,12 @@ GreylistScanner::GreylistScanner(std::shared_ptr<policy::PolicyStore> store,
   }
 }
 
-void GreylistScanner::MaybeCleanup(absl::Time now) const {
+bool GreylistScanner::MaybeCleanup(absl::Time now, bool memory_only) const {
   int64_t next = next_cleanup_.load(std::memory_order_relaxed);
   int64_t n = absl::ToUnixSeconds(now);
-  if (n < next || !next_cleanup_.compare_exchange_strong(next, n + 600)) return;
+  if (n < next) return true;
+  if (memory_only) return false;
+  if (!next_cleanup_.compare_exchange_strong(next, n + 600)) return true;
   absl::StatusOr<policy::CleanupCounts> c = store_->Cleanup(params_, now);
   if (!c.ok()) {
     LOG(WARNING) << "greylist cleanup failed: " << c.status();
@@ -52,6 +55,7 @@ void GreylistScanner::MaybeCleanup(absl::Time now) const {
     LOG(INFO) << "greylist cleanup removed " << c->triplets << " triplets, " << c->clients
               << " clients, " << c->list_entries << " expired list entries";
   }
+  return true;
 }
 
 absl::StatusOr<engine::ScanResult> GreylistScanner::Scan(engine::ScanContext& ctx) const {
@@ -62,14 +66,16 @@ absl::StatusOr<engine::ScanResult> GreylistScanner::Scan(engine::ScanContext& ct
     return r;
   }
   absl::Time now = clock_();
-  MaybeCleanup(now);
+  const policy::Access access =
+      ctx.memory_only() ? policy::Access::kMemoryOnly : policy::Access::kMayWait;
+  if (!MaybeCleanup(now, ctx.memory_only())) return WouldWaitError("a cleanup is due");
   std::string net = policy::ClientNetwork(env.client_address, ipv4_prefix_, ipv6_prefix_);
   absl::Duration wait, delayed;
   bool deferred = false, passed_now = false;
   for (const std::string& rcpt : env.recipients) {
     if (absl::Status alive = ctx.CheckAlive(); !alive.ok()) return alive;
     absl::StatusOr<policy::GreylistDecision> d =
-        store_->Greylist({net, Key(env.sender), Key(rcpt)}, params_, now);
+        store_->Greylist({net, Key(env.sender), Key(rcpt)}, params_, now, access);
     if (!d.ok()) return d.status();
     switch (d->state) {
       case policy::GreylistDecision::State::kDeferred:
@@ -115,7 +121,9 @@ absl::StatusOr<engine::ScanResult> SqlListScanner::Scan(engine::ScanContext& ctx
   std::optional<policy::ListEntry> black;
   for (const std::string& rcpt : rcpts) {
     if (absl::Status alive = ctx.CheckAlive(); !alive.ok()) return alive;
-    auto hit = store_->FindListed(env.client_address, env.sender, rcpt, now);
+    auto hit = store_->FindListed(env.client_address, env.sender, rcpt, now,
+                                  ctx.memory_only() ? policy::Access::kMemoryOnly
+                                                    : policy::Access::kMayWait);
     if (!hit.ok()) return hit.status();
     if (!*hit) continue;
     std::string what = absl::StrCat(policy::ListKindName((*hit)->kind), " ", (*hit)->value);

@@ -39,10 +39,13 @@ class GreylistScanner final : public engine::Scanner {
                   const config::v1::GreylistSpec& spec, Clock clock = absl::Now);
   absl::StatusOr<engine::ScanResult> Scan(engine::ScanContext& ctx) const override;
   std::string Describe() const override { return "greylist()"; }
+  // Passed triplets and whitelisted clients answer from the store's memory.
+  bool HonorsMemoryOnly() const override { return true; }
 
  private:
-  // Removes old records at most every ten minutes (on the scanning thread).
-  void MaybeCleanup(absl::Time now) const;
+  // Removes old records at most every ten minutes (on the scanning thread); false
+  // when one is due and `memory_only` forbids it (nothing is done then).
+  bool MaybeCleanup(absl::Time now, bool memory_only) const;
 
   std::shared_ptr<policy::PolicyStore> store_;
   policy::GreylistParams params_;
@@ -62,6 +65,8 @@ class SqlListScanner final : public engine::Scanner {
       : store_(std::move(store)), name_(std::move(name)), clock_(std::move(clock)) {}
   absl::StatusOr<engine::ScanResult> Scan(engine::ScanContext& ctx) const override;
   std::string Describe() const override { return "sql_list()"; }
+  // The lists answer from the store's memory between version checks.
+  bool HonorsMemoryOnly() const override { return true; }
 
  private:
   std::shared_ptr<policy::PolicyStore> store_;

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "common/would_wait.h"
 
 namespace sagator::scanners {
 namespace {
@@ -105,6 +106,44 @@ TEST_F(PolicyScannersTest, GreylistDefersUntilEveryRecipientPassedAndSkipsUnknow
   r = g.Scan(none);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->detected());
+}
+
+// ScanContext::memory_only: a passed triplet answers; anything that needs the
+// database (a new recipient, the ten-minute cleanup) says "would wait" and leaves
+// no trace, so the chain can run again where it may wait.
+TEST_F(PolicyScannersTest, GreylistMemoryOnlyAnswersPassedTripletsAndWaitsForTheRest) {
+  GreylistScanner g(store_, spec_, clock());
+  EXPECT_TRUE(g.HonorsMemoryOnly());
+  auto scan = [&](std::vector<std::string> rcpts, bool memory_only,
+                  engine::ScanContext* out = nullptr) {
+    engine::ScanContext ctx("", Env("192.0.2.10", "a@example.org", std::move(rcpts)),
+                            absl::InfiniteFuture());
+    ctx.set_memory_only(memory_only);
+    auto r = g.Scan(ctx);
+    if (out != nullptr) *out = ctx;
+    return r;
+  };
+  // The first scan is due for the cleanup, which may not run memory-only.
+  auto r = scan({"b@example.net"}, true);
+  EXPECT_TRUE(!r.ok() && IsWouldWait(r.status())) << r.status();
+  ASSERT_TRUE(scan({"b@example.net"}, false)->detected());
+  r = scan({"b@example.net"}, true);
+  EXPECT_TRUE(!r.ok() && IsWouldWait(r.status())) << "deferred triplets are not in memory";
+  now_ += absl::Minutes(6);
+  ASSERT_TRUE(scan({"b@example.net"}, false).ok());
+
+  engine::ScanContext ctx("", {}, absl::InfiniteFuture());
+  r = scan({"b@example.net"}, true, &ctx);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->detected());
+  EXPECT_TRUE(ctx.header_edits().empty());
+  // A second, new recipient needs the database: nothing is recorded for it.
+  r = scan({"b@example.net", "new@example.net"}, true, &ctx);
+  EXPECT_TRUE(!r.ok() && IsWouldWait(r.status())) << r.status();
+  EXPECT_FALSE(ctx.defer());
+  auto records = store_->GreylistRecords("new@example.net", 10);
+  ASSERT_TRUE(records.ok());
+  EXPECT_TRUE(records->empty());
 }
 
 TEST_F(PolicyScannersTest, SqlListWhiteForcesDeliveryAndBlackRejectsWithTheReason) {

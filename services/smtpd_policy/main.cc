@@ -39,6 +39,9 @@ int main(int argc, char** argv) {
       return 1;
     }
     target = "in-process";
+    // What reaches the pool in-process waits on the database: side by side, one
+    // request per call, is faster than a batch decided in turn.
+    options.max_batch = 1;
     scanner = std::make_unique<sagator::LocalPolicyClient>(*std::move(chains),
                                                           options.policy_timeout);
   } else {
@@ -71,7 +74,8 @@ int main(int argc, char** argv) {
   LOG(INFO) << "stopped after " << st.connections << " connections, " << st.requests
             << " requests (" << st.dunno << " DUNNO, " << st.ok << " OK, " << st.prepend
             << " PREPEND, " << st.deferred << " DEFER_IF_PERMIT, " << st.rejected << " REJECT, "
-            << st.discarded << " DISCARD) in " << st.scanner_calls << " decision calls, "
+            << st.discarded << " DISCARD), " << st.decided_at_once << " decided at once from memory, "
+            << "the others in " << st.scanner_calls << " decision calls, "
             << st.scanner_failures << " scanner-svc failures ("
             << st.fail_open << " fail-open), " << st.protocol_errors << " protocol errors";
   return 0;

@@ -38,10 +38,9 @@ namespace {
 constexpr size_t kReadBufferSize = 8 * 1024;
 
 // Batching (see Pump): calls to scanner-svc that start as soon as a request is
-// queued, the most requests one call carries, and how long a queued request waits
+// queued (every call when max_batch is 1), and how long a queued request waits
 // for one of those calls before a call of its own starts.
 constexpr int kEagerCalls = 2;
-constexpr size_t kMaxBatch = 64;
 constexpr std::chrono::microseconds kMaxQueueWait(2000);
 
 
@@ -59,6 +58,7 @@ struct Counters {
   std::atomic<int64_t> protocol_errors{0};
   std::atomic<int64_t> timeouts{0};
   std::atomic<int64_t> scanner_calls{0};
+  std::atomic<int64_t> decided_at_once{0};
 };
 
 using PolicyResult = absl::StatusOr<scanner::v1::PolicyResponse>;
@@ -151,6 +151,7 @@ class PolicyServer::Impl {
     s.protocol_errors = counters_.protocol_errors;
     s.timeouts = counters_.timeouts;
     s.scanner_calls = counters_.scanner_calls;
+    s.decided_at_once = counters_.decided_at_once;
     return s;
   }
 
@@ -292,9 +293,14 @@ class PolicyServer::Impl {
     co_return reply;
   }
 
-  // Queues the request for a call to scanner-svc (Pump) and waits for its answer
-  // until the decision deadline.
+  // Decides at once when the client can without waiting; else queues the request
+  // for a call to scanner-svc (Pump) and waits for its answer until the decision
+  // deadline.
   awaitable<PolicyResult> Decide(std::shared_ptr<const scanner::v1::PolicyRequest> request) {
+    if (std::optional<PolicyResult> now = scanner_->TryCheckPolicyNow(*request)) {
+      ++counters_.decided_at_once;
+      co_return std::move(*now);
+    }
     asio::any_io_executor ex = co_await asio::this_coro::executor;
     auto pending = std::make_shared<PendingDecision>(ex);
     pending->timer.expires_after(net::ToChrono(opt_.policy_timeout));
@@ -314,7 +320,7 @@ class PolicyServer::Impl {
   }
 
   // Starts calls to scanner-svc for the queued requests (I/O thread). Requests that
-  // arrive while calls are in flight share the next call (up to kMaxBatch; one
+  // arrive while calls are in flight share the next call (up to max_batch; one
   // request goes as CheckPolicy, more as one CheckPolicies), which saves most of a
   // call's cost (thread hand-offs on both sides) per request; at light load each
   // request still goes alone and at once. kEagerCalls such calls run at once. A
@@ -324,9 +330,10 @@ class PolicyServer::Impl {
   // without batching, each at most kMaxQueueWait later.
   void Pump() {
     const Clock::time_point now = Clock::now();
+    const int eager = opt_.max_batch > 1 ? kEagerCalls : opt_.prefork;
     while (!queue_.empty() && calls_in_flight_ < opt_.prefork) {
-      if (calls_in_flight_ < kEagerCalls) {
-        StartCall(kMaxBatch);
+      if (calls_in_flight_ < eager) {
+        StartCall(static_cast<size_t>(std::max(1, opt_.max_batch)));
       } else if (now - queue_.front().queued >= kMaxQueueWait) {
         StartCall(1);
       } else {

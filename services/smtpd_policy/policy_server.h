@@ -10,6 +10,8 @@
 //
 // One I/O thread (common/tcp_server) serves every connection with C++20 coroutines;
 // the calls to scanner-svc block on gRPC, so they run on a pool of `prefork` threads.
+// A request the ScannerClient can answer without waiting (in-process, from the
+// records in memory: TryCheckPolicyNow) is decided on the I/O thread itself.
 // Requests that arrive while calls are in flight are batched into the next call
 // (CheckPolicies): at light load each request goes alone at once, under load one
 // call carries many (see Pump in the .cc). Postfix is
@@ -54,6 +56,10 @@ struct PolicyServerOptions {
   absl::Duration policy_timeout = absl::Seconds(10);
   // Calls to scanner-svc in flight at most (each carries one request or a batch).
   int prefork = 16;
+  // Requests one call carries at most. 1: no batching, every queued request gets a
+  // call of its own at once (up to prefork), which suits a client whose calls cost
+  // little of their own (in-process) but wait on a database.
+  int max_batch = 64;
   // The policy chain to run.
   std::string chain;
   PolicyLimits limits;
@@ -88,6 +94,9 @@ struct PolicyServerStats : net::ConnectionCounts {
   int64_t timeouts = 0;         // connections closed after `timeout` without a request
   // Calls to scanner-svc (CheckPolicy for one request, CheckPolicies for a batch).
   int64_t scanner_calls = 0;
+  // Requests decided on the I/O thread, without a call (ScannerClient::
+  // TryCheckPolicyNow: in-process, from the records in memory).
+  int64_t decided_at_once = 0;
 };
 
 class PolicyServer {

@@ -454,6 +454,44 @@ TEST_F(PolicyServerTest, SlowDecisionsStillRunSideBySide) {
   server_->Shutdown();  // before `slow` goes
 }
 
+// What the client can answer without waiting (in-process, records in memory) is
+// decided on the I/O thread: no call, no batch.
+TEST_F(PolicyServerTest, RequestsTheClientCanAnswerAtOnceNeedNoCall) {
+  FakeScannerClient client;
+  client.SetPolicyHandler(TakesAMoment);
+  client.SetAtOnce([](const scanner::v1::PolicyRequest& r) {
+    return absl::StartsWith(r.recipient(), "reject@");
+  });
+  StartServerWith(Options(), &client);
+  EXPECT_EQ(AskConcurrently(port_, 8, 10), 80);
+  PolicyServerStats s = server_->stats();
+  EXPECT_EQ(s.requests, 80);
+  EXPECT_EQ(s.rejected, 64);
+  EXPECT_EQ(s.decided_at_once, 64);
+  EXPECT_EQ(client.at_once_calls(), 64);
+  // Only the error@ requests (which the fake does not answer at once) were called.
+  EXPECT_EQ(client.policy_calls(), 16);
+  EXPECT_EQ(s.scanner_failures, 16);
+  EXPECT_LE(s.scanner_calls, 16);
+  server_->Shutdown();  // before `client` goes
+}
+
+// max_batch 1 (in-process): every queued request gets a call of its own at once.
+TEST_F(PolicyServerTest, WithoutBatchingEachRequestGetsItsOwnCall) {
+  FakeScannerClient client;
+  client.SetPolicyHandler(TakesAMoment);
+  PolicyServerOptions o = Options();
+  o.prefork = 8;
+  o.max_batch = 1;
+  StartServerWith(o, &client);
+  EXPECT_EQ(AskConcurrently(port_, 16, 10), 160);
+  PolicyServerStats s = server_->stats();
+  EXPECT_EQ(s.scanner_calls, 160);
+  EXPECT_EQ(client.policy_calls(), 160);
+  EXPECT_TRUE(client.policy_batches().empty());
+  server_->Shutdown();
+}
+
 TEST_F(PolicyServerTest, ConnectionsOverMaxChildrenAreClosedWithoutAnAnswer) {
   PolicyServerOptions o = Options();
   o.max_children = 2;

@@ -40,6 +40,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/sql.h"
@@ -59,6 +60,9 @@ ABSL_FLAG(bool, postgrey_db_on_disk, false,
           "Keep postgrey's BerkeleyDB under TEST_TMPDIR instead of on tmpfs: postgrey then "
           "fsyncs every request's transaction to disk");
 ABSL_FLAG(bool, floor, true, "Also measure the no-work responder (the machine's ceiling)");
+ABSL_FLAG(std::string, only, "",
+          "Measure only the SAGATOR contenders whose name contains this (for example "
+          "\"in-process\" or \"PostgreSQL\"); postgrey, the reference, always runs");
 ABSL_FLAG(bool, postgrey_system_whitelists, false,
           "Give postgrey Debian's whitelist files (a client-name regex list checked on every "
           "request) instead of empty ones");
@@ -327,8 +331,10 @@ int Main() {
                     absl::StrCat("{postgresql: {conninfo: '", (*pg)->ConnInfoFor("inprocess"),
                                  "', pool_size: 8}}"),
                     true});
+  const std::string only = absl::GetFlag(FLAGS_only);
   for (size_t i = 0; i < suites.size(); ++i) {
     Suite& su = suites[i];
+    if (!absl::StrContains(su.name, only)) continue;
     const int scanner_port = PickFreePort();
     su.port = PickFreePort();
     std::string cfg = absl::StrCat(dir, "/sagator-", i, ".yaml");
