@@ -1,6 +1,9 @@
 // The socket frame every line-protocol gateway (sgfilterd, smtpd, lmtpd) serves on:
-// one I/O thread running C++20 coroutines (Boost.Asio), so no connection needs a
-// thread of its own, plus the pieces those coroutines share.
+// I/O threads running C++20 coroutines (Boost.Asio), so no connection needs a
+// thread of its own, plus the pieces those coroutines share. One I/O thread by
+// default; with io_threads > 1 each thread runs an io_context of its own and the
+// accepted connections are dealt out to them in turn (a connection stays on its
+// thread: Connection::io_index).
 //
 //   TcpServer server(options, [&](std::shared_ptr<Connection> c) -> awaitable<void> {
 //     ... co_await reads and writes on c->sock, c->Arm(deadline) before each ...
@@ -40,6 +43,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "common/connection_counts.h"
@@ -56,26 +60,41 @@ inline Clock::duration ToChrono(absl::Duration d) {
   return std::chrono::duration_cast<Clock::duration>(absl::ToChronoNanoseconds(d));
 }
 
-// One client connection. Used on the I/O thread only.
-class Connection {
+// One client connection, owned by a shared_ptr (TcpServer makes it). Used on its
+// I/O thread only.
+class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(tcp::socket s, uint64_t id);
+  Connection(tcp::socket s, uint64_t id, int io_index = 0);
   tcp::socket sock;
   const uint64_t id;
+  // Which I/O thread serves it (TcpServer::io(io_index)).
+  const int io_index;
   // The client's address and port ("" and 0 when unknown).
   std::string peer;
   uint16_t peer_port = 0;
 
-  // Cancels pending I/O on the socket at `when`.
+  // Cancels pending I/O on the socket at `when`. Cheap to call per request: a
+  // later deadline only updates a field (the pending wait, when it ends, waits
+  // again for the rest); only an earlier one moves the timer.
   void Arm(Clock::time_point when);
   void Arm(absl::Duration from_now) { Arm(Clock::now() + ToChrono(from_now)); }
-  void Disarm();
+  void Disarm() { deadline_ = Clock::time_point::max(); }
   bool timed_out() const { return timed_out_; }
 
  private:
+  // Waits on timer_ until `when`.
+  void StartWait(Clock::time_point when);
+  // timer_ went off: cancels the socket's I/O when the deadline has passed, else
+  // waits again until it.
+  void OnTimer();
+
   asio::steady_timer timer_;
-  // Bumped at every Arm/Disarm so a timer that fired late does not count.
-  uint64_t generation_ = 0;
+  // When pending I/O is cancelled; max(): never (disarmed).
+  Clock::time_point deadline_ = Clock::time_point::max();
+  // A wait on timer_ is pending; its number (older waits that still complete are
+  // ignored).
+  bool waiting_ = false;
+  uint64_t wait_number_ = 0;
   bool timed_out_ = false;
 };
 
@@ -152,6 +171,8 @@ struct TcpServerOptions {
   std::string name = "server";
   // Threads of pool(): the blocking work (scans, relays) the coroutines hand off.
   int workers = 2;
+  // I/O threads, each with its own io_context; at least 1.
+  int io_threads = 1;
 };
 
 class TcpServer {
@@ -163,7 +184,7 @@ class TcpServer {
   TcpServer(const TcpServer&) = delete;
   TcpServer& operator=(const TcpServer&) = delete;
 
-  // Binds, listens and starts the I/O thread and the worker pool.
+  // Binds, listens and starts the I/O threads and the worker pool.
   absl::Status Start();
   int port() const { return bound_port_; }
   // Stops accepting, gives connections in flight up to shutdown_grace, stops the
@@ -172,7 +193,9 @@ class TcpServer {
   // suspended. Idempotent.
   void Shutdown(const std::function<void()>& cancel_work = nullptr);
 
-  asio::io_context& io() { return *io_; }
+  // The I/O threads' io_contexts (the first one also accepts); valid after Start.
+  asio::io_context& io(int index = 0) { return *ios_[static_cast<size_t>(index)]; }
+  int io_threads() const { return static_cast<int>(ios_.size()); }
   // Where coroutines run blocking work (RunOnPool); valid after Start.
   asio::thread_pool& pool() { return *pool_; }
   int64_t active_connections() const { return active_.load(); }
@@ -193,17 +216,17 @@ class TcpServer {
   std::atomic<int64_t> accepted_{0};
   std::atomic<int64_t> refused_{0};
   std::atomic<int> bound_port_{0};
-  // I/O thread only.
+  // The accepting thread (io(0)) only.
   uint64_t next_id_ = 0;
-  int refusing_ = 0;
+  std::atomic<int> refusing_{0};
 
   absl::Mutex mu_;  // serializes Start and Shutdown
   bool started_ = false;
   bool stopped_ = false;
-  std::unique_ptr<asio::io_context> io_;
+  std::vector<std::unique_ptr<asio::io_context>> ios_;
   std::unique_ptr<asio::thread_pool> pool_;
   std::unique_ptr<tcp::acceptor> acceptor_;
-  std::thread io_thread_;
+  std::vector<std::thread> io_threads_;
 };
 
 }  // namespace sagator::net

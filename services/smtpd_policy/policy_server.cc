@@ -16,6 +16,8 @@
 #include <chrono>
 #include <deque>
 #include <optional>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
@@ -88,6 +90,9 @@ PolicyServerOptions OptionsFromConfig(const config::v1::SmtpdPolicyService& serv
   o.fail_open = service.fail_open();
   o.policy_timeout = ToDuration(service.policy_timeout());
   o.prefork = std::max(1, service.prefork());
+  o.io_threads = service.io_threads() > 0
+                     ? service.io_threads()
+                     : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
   o.chain = service.scanners();
   return o;
 }
@@ -109,8 +114,11 @@ class PolicyServer::Impl {
                 .shutdown_grace = opt_.shutdown_grace,
                 .name = std::string(kGatewayName),
                 .workers = opt_.prefork,
+                .io_threads = opt_.io_threads,
             },
-            [this](std::shared_ptr<Connection> c) { return Serve(std::move(c)); }) {}
+            [this](std::shared_ptr<Connection> c) { return Serve(std::move(c)); }),
+        lanes_(static_cast<size_t>(std::max(1, opt_.io_threads))),
+        lane_calls_(std::max(1, opt_.prefork / std::max(1, opt_.io_threads))) {}
 
   ~Impl() { Shutdown(); }
 
@@ -129,9 +137,11 @@ class PolicyServer::Impl {
   void Shutdown() {
     server_.Shutdown([this] {
       scanner_->CancelAll();
-      // The I/O thread has stopped: its timers go while its io_context exists.
-      queue_.clear();
-      pump_timer_.reset();
+      // The I/O threads have stopped: their timers go while their io_contexts exist.
+      for (Lane& lane : lanes_) {
+        lane.queue.clear();
+        lane.pump_timer.reset();
+      }
     });
   }
 
@@ -238,7 +248,7 @@ class PolicyServer::Impl {
     auto shared_request = std::make_shared<const scanner::v1::PolicyRequest>(
         ToPolicyRequest(attributes, opt_.chain));
     const scanner::v1::PolicyRequest& request = *shared_request;
-    PolicyResult response = co_await Decide(shared_request);
+    PolicyResult response = co_await Decide(shared_request, c->io_index);
 
     PolicyAction action;
     std::string error;
@@ -296,7 +306,8 @@ class PolicyServer::Impl {
   // Decides at once when the client can without waiting; else queues the request
   // for a call to scanner-svc (Pump) and waits for its answer until the decision
   // deadline.
-  awaitable<PolicyResult> Decide(std::shared_ptr<const scanner::v1::PolicyRequest> request) {
+  awaitable<PolicyResult> Decide(std::shared_ptr<const scanner::v1::PolicyRequest> request,
+                                 int io_index) {
     if (std::optional<PolicyResult> now = scanner_->TryCheckPolicyNow(*request)) {
       ++counters_.decided_at_once;
       co_return std::move(*now);
@@ -304,8 +315,9 @@ class PolicyServer::Impl {
     asio::any_io_executor ex = co_await asio::this_coro::executor;
     auto pending = std::make_shared<PendingDecision>(ex);
     pending->timer.expires_after(net::ToChrono(opt_.policy_timeout));
-    queue_.push_back({pending, std::move(request), Clock::now()});
-    Pump();
+    Lane& lane = lanes_[static_cast<size_t>(io_index)];
+    lane.queue.push_back({pending, std::move(request), Clock::now()});
+    Pump(io_index);
     boost::system::error_code ec;
     co_await pending->timer.async_wait(redirect_error(use_awaitable, ec));
     if (!pending->result.has_value()) {
@@ -328,39 +340,46 @@ class PolicyServer::Impl {
   // calls: when decisions are slow (a chain waiting for a remote service) the eager
   // calls stay busy, batches stay small, and requests are decided side by side as
   // without batching, each at most kMaxQueueWait later.
-  void Pump() {
+  void Pump(int io_index) {
+    Lane& lane = lanes_[static_cast<size_t>(io_index)];
     const Clock::time_point now = Clock::now();
-    const int eager = opt_.max_batch > 1 ? kEagerCalls : opt_.prefork;
-    while (!queue_.empty() && calls_in_flight_ < opt_.prefork) {
-      if (calls_in_flight_ < eager) {
-        StartCall(static_cast<size_t>(std::max(1, opt_.max_batch)));
-      } else if (now - queue_.front().queued >= kMaxQueueWait) {
-        StartCall(1);
+    const int eager = opt_.max_batch > 1 ? kEagerCalls : lane_calls_;
+    while (!lane.queue.empty() && lane.calls_in_flight < lane_calls_) {
+      if (lane.calls_in_flight < eager) {
+        StartCall(io_index, static_cast<size_t>(std::max(1, opt_.max_batch)));
+      } else if (now - lane.queue.front().queued >= kMaxQueueWait) {
+        StartCall(io_index, 1);
       } else {
         break;
       }
     }
-    if (queue_.empty() || calls_in_flight_ >= opt_.prefork || pump_timer_armed_) return;
-    if (!pump_timer_) pump_timer_.emplace(server_.io());
-    pump_timer_armed_ = true;
-    pump_timer_->expires_at(queue_.front().queued + kMaxQueueWait);
-    pump_timer_->async_wait([this](const boost::system::error_code&) {
-      pump_timer_armed_ = false;
-      Pump();
+    if (lane.queue.empty() || lane.calls_in_flight >= lane_calls_ || lane.pump_timer_armed) {
+      return;
+    }
+    if (!lane.pump_timer) lane.pump_timer.emplace(server_.io(io_index));
+    lane.pump_timer_armed = true;
+    lane.pump_timer->expires_at(lane.queue.front().queued + kMaxQueueWait);
+    lane.pump_timer->async_wait([this, io_index](const boost::system::error_code&) {
+      lanes_[static_cast<size_t>(io_index)].pump_timer_armed = false;
+      Pump(io_index);
     });
   }
 
-  // One call for up to `max_batch` requests from the front of the queue, on the pool.
-  void StartCall(size_t max_batch) {
+  // One call for up to `max_batch` requests from the front of the lane's queue, on
+  // the pool.
+  void StartCall(int io_index, size_t max_batch) {
+    Lane& lane = lanes_[static_cast<size_t>(io_index)];
     auto batch = std::make_shared<std::vector<Queued>>();
-    while (!queue_.empty() && batch->size() < max_batch) {
-      if (!queue_.front().pending->abandoned.load()) batch->push_back(std::move(queue_.front()));
-      queue_.pop_front();
+    while (!lane.queue.empty() && batch->size() < max_batch) {
+      if (!lane.queue.front().pending->abandoned.load()) {
+        batch->push_back(std::move(lane.queue.front()));
+      }
+      lane.queue.pop_front();
     }
     if (batch->empty()) return;
-    ++calls_in_flight_;
+    ++lane.calls_in_flight;
     ++counters_.scanner_calls;
-    asio::post(server_.pool(), [this, batch] {
+    asio::post(server_.pool(), [this, batch, io_index] {
       std::vector<PolicyResult> results;
       results.reserve(batch->size());
       if (batch->size() == 1) {
@@ -371,17 +390,18 @@ class PolicyServer::Impl {
         for (const Queued& q : *batch) *request.add_requests() = *q.request;
         results = scanner_->CheckPolicies(request);
       }
-      asio::post(server_.io(), [this, batch, results = std::move(results)]() mutable {
-        for (size_t i = 0; i < batch->size(); ++i) {
-          PendingDecision& p = *(*batch)[i].pending;
-          p.result = i < results.size()
-                         ? std::move(results[i])
-                         : PolicyResult(absl::InternalError("no answer for this request"));
-          p.timer.cancel();
-        }
-        --calls_in_flight_;
-        Pump();
-      });
+      asio::post(server_.io(io_index),
+                 [this, batch, io_index, results = std::move(results)]() mutable {
+                   for (size_t i = 0; i < batch->size(); ++i) {
+                     PendingDecision& p = *(*batch)[i].pending;
+                     p.result = i < results.size() ? std::move(results[i])
+                                                   : PolicyResult(absl::InternalError(
+                                                         "no answer for this request"));
+                     p.timer.cancel();
+                   }
+                   --lanes_[static_cast<size_t>(io_index)].calls_in_flight;
+                   Pump(io_index);
+                 });
     });
   }
 
@@ -397,12 +417,18 @@ class PolicyServer::Impl {
     std::shared_ptr<const scanner::v1::PolicyRequest> request;
     Clock::time_point queued;
   };
-  // The batching state (Pump): I/O thread only (and Shutdown's, once that thread has
-  // stopped). The timer is made on first use.
-  std::deque<Queued> queue_;
-  int calls_in_flight_ = 0;
-  std::optional<asio::steady_timer> pump_timer_;
-  bool pump_timer_armed_ = false;
+  // The batching state (Pump) of one I/O thread: that thread's only (and
+  // Shutdown's, once it has stopped). Each thread batches its own connections'
+  // requests, with its share of the `prefork` calls (lane_calls_) in flight. The
+  // timer is made on first use.
+  struct Lane {
+    std::deque<Queued> queue;
+    int calls_in_flight = 0;
+    std::optional<asio::steady_timer> pump_timer;
+    bool pump_timer_armed = false;
+  };
+  std::vector<Lane> lanes_;
+  const int lane_calls_;
 };
 
 PolicyServer::PolicyServer(PolicyServerOptions options, ScannerClient* scanner)

@@ -8,10 +8,11 @@
 //   ...                                // serve until a shutdown signal
 //   server.Shutdown();                 // stop accepting, let in-flight finish
 //
-// One I/O thread (common/tcp_server) serves every connection with C++20 coroutines;
-// the calls to scanner-svc block on gRPC, so they run on a pool of `prefork` threads.
-// A request the ScannerClient can answer without waiting (in-process, from the
-// records in memory: TryCheckPolicyNow) is decided on the I/O thread itself.
+// `io_threads` I/O threads (common/tcp_server) serve the connections with C++20
+// coroutines, each thread its share of them; the calls to scanner-svc block on
+// gRPC, so they run on a pool of `prefork` threads. A request the ScannerClient can
+// answer without waiting (in-process, from the records in memory:
+// TryCheckPolicyNow) is decided on its I/O thread itself.
 // Requests that arrive while calls are in flight are batched into the next call
 // (CheckPolicies): at light load each request goes alone at once, under load one
 // call carries many (see Pump in the .cc). Postfix is
@@ -54,12 +55,16 @@ struct PolicyServerOptions {
   bool fail_open = false;
   // Longest wait for one decision (give the ScannerClient the same deadline).
   absl::Duration policy_timeout = absl::Seconds(10);
-  // Calls to scanner-svc in flight at most (each carries one request or a batch).
+  // Calls to scanner-svc in flight at most (each carries one request or a batch),
+  // shared evenly by the I/O threads.
   int prefork = 16;
   // Requests one call carries at most. 1: no batching, every queued request gets a
   // call of its own at once (up to prefork), which suits a client whose calls cost
   // little of their own (in-process) but wait on a database.
   int max_batch = 64;
+  // Threads serving the connections (sockets, parsing, decisions from memory),
+  // each with its own share of them.
+  int io_threads = 1;
   // The policy chain to run.
   std::string chain;
   PolicyLimits limits;
@@ -107,7 +112,7 @@ class PolicyServer {
   PolicyServer(const PolicyServer&) = delete;
   PolicyServer& operator=(const PolicyServer&) = delete;
 
-  // Binds, listens and starts the I/O thread and the decision pool.
+  // Binds, listens and starts the I/O threads and the decision pool.
   absl::Status Start();
   // The bound port, after Start.
   int port() const;

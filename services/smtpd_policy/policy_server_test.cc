@@ -549,6 +549,25 @@ TEST_F(PolicyServerTest, IdleConnectionIsClosedAfterTimeout) {
   EXPECT_EQ(s.requests, 1);
 }
 
+// Each request moves the idle deadline on (Connection::Arm only notes a later
+// deadline; the timer, when it goes off at the earlier one, waits again).
+TEST_F(PolicyServerTest, RequestsWithinTheTimeoutKeepTheConnectionOpen) {
+  PolicyServerOptions o = Options();
+  o.timeout = absl::Milliseconds(300);
+  StartAll(o);
+  PolicyConnection postfix(port_);
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_EQ(postfix.Ask(Request("a@example.org")), kDunno) << i;
+    absl::SleepFor(absl::Milliseconds(150));
+  }
+  ASSERT_EQ(postfix.Ask(Request("a@example.org")), kDunno);
+  absl::Time last = absl::Now();
+  std::string got;
+  EXPECT_TRUE(postfix.WaitForClose(absl::Seconds(5), &got));
+  EXPECT_GE(absl::Now() - last, absl::Milliseconds(250));
+  EXPECT_EQ(server_->stats().timeouts, 1);
+}
+
 TEST_F(PolicyServerTest, ScannerDownDefersAndKeepsTheConnection) {
   StartServer(Options(), absl::StrCat("127.0.0.1:", DeadPort()));
   PolicyConnection postfix(port_);
