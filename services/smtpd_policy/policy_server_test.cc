@@ -428,6 +428,23 @@ TEST_F(PolicyServerTest, BatchesRequestsThatArriveWhileCallsAreInFlight) {
   EXPECT_LT(s.scanner_calls, s.requests) << "requests were not batched";
 }
 
+// Several I/O threads, each with its share of the connections and its own batches.
+TEST_F(PolicyServerTest, ServesOnSeveralIOThreads) {
+  scanner_service_.SetPolicyHandler(TakesAMoment);
+  int scanner_port = scanner_service_.Start();
+  PolicyServerOptions o = Options();
+  o.prefork = 6;
+  o.io_threads = 3;
+  StartServer(o, absl::StrCat("127.0.0.1:", scanner_port));
+  EXPECT_EQ(AskConcurrently(port_, 12, 20), 12 * 20);
+  PolicyServerStats s = server_->stats();
+  EXPECT_EQ(s.requests, 12 * 20);
+  EXPECT_EQ(s.connections, 12);
+  EXPECT_EQ(scanner_service_.policy_calls(), 12 * 20);
+  EXPECT_LT(s.scanner_calls, s.requests) << "requests were not batched";
+  EXPECT_TRUE(Eventually([&] { return server_->stats().active_connections == 0; }));
+}
+
 TEST_F(PolicyServerTest, BatchesGoRequestByRequestToAScannerSvcWithoutCheckPolicies) {
   StartWithDecisionsThatTakeAMoment(/*batching=*/false);
   EXPECT_EQ(AskConcurrently(port_, 16, 30), 16 * 30);
@@ -727,7 +744,7 @@ TEST(OptionsFromConfig, ReadsTheServiceWithTheSchemaDefaults) {
       "  - smtpd_policy: {scanners: policy}\n"
       "  - name: tuned\n"
       "    smtpd_policy: {scanners: policy, host: 0.0.0.0, port: 2029, max_children: 5,"
-      " timeout: 60s, fail_open: true, policy_timeout: 2s, prefork: 3}\n",
+      " timeout: 60s, fail_open: true, policy_timeout: 2s, prefork: 3, io_threads: 3}\n",
       "test.yaml", "");
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   PolicyServerOptions d = OptionsFromConfig(cfg->proto.services(0).smtpd_policy());
@@ -739,6 +756,8 @@ TEST(OptionsFromConfig, ReadsTheServiceWithTheSchemaDefaults) {
   EXPECT_FALSE(d.fail_open);
   EXPECT_EQ(d.policy_timeout, absl::Seconds(10));
   EXPECT_EQ(d.prefork, 16);
+  EXPECT_EQ(d.io_threads,
+            static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u)));
   PolicyServerOptions t = OptionsFromConfig(cfg->proto.services(1).smtpd_policy());
   EXPECT_EQ(t.host, "0.0.0.0");
   EXPECT_EQ(t.port, 2029);
@@ -747,6 +766,7 @@ TEST(OptionsFromConfig, ReadsTheServiceWithTheSchemaDefaults) {
   EXPECT_TRUE(t.fail_open);
   EXPECT_EQ(t.policy_timeout, absl::Seconds(2));
   EXPECT_EQ(t.prefork, 3);
+  EXPECT_EQ(t.io_threads, 3);
 }
 
 TEST(OptionsFromConfig, RefusesAPolicyTimeoutNotBelowPostfixs) {
