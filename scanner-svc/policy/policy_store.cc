@@ -365,20 +365,29 @@ void PolicyStore::RememberClient(const std::string& client_net, int64_t passes,
 absl::StatusOr<std::optional<ListEntry>> PolicyStore::FindListed(
     absl::string_view client_address, absl::string_view sender, absl::string_view recipient,
     absl::Time now, Access access) {
-  std::array<std::string, 4> a = AddressKeys(client_address);
-  // An empty sender is the null sender, listed as "<>".
-  std::array<std::string, 4> s = MailKeys(sender);
-  std::array<std::string, 4> r;
-  if (!recipient.empty()) r = MailKeys(recipient);
+  std::array<std::string, 4> a, s, r;
+  auto make_keys = [&] {
+    a = AddressKeys(client_address);
+    // An empty sender is the null sender, listed as "<>".
+    s = MailKeys(sender);
+    if (!recipient.empty()) r = MailKeys(recipient);
+  };
   if (access == Access::kMemoryOnly) {
     // A reload holds the lock while it queries: do not wait for it.
     if (!lists_mu_.ReaderTryLock()) return WouldWaitError("the lists are being reloaded");
     std::optional<std::optional<ListEntry>> hit;
-    if (ListsFreshInMemory(absl::Now())) hit = FindInMemory(a, s, r, now);
+    if (ListsFreshInMemory(absl::Now())) {
+      hit.emplace();
+      if (!lists_.empty()) {
+        make_keys();
+        hit = FindInMemory(a, s, r, now);
+      }
+    }
     lists_mu_.ReaderUnlock();
     if (!hit) return WouldWaitError("the lists are due for their version check");
     return *std::move(hit);
   }
+  make_keys();
   {
     absl::MutexLock lock(&lists_mu_);
     absl::StatusOr<bool> in_memory = FreshLists();

@@ -160,7 +160,7 @@ PolicyEvent PolicyParser::Next(absl::string_view* input) {
 }
 
 scanner::v1::PolicyRequest ToPolicyRequest(const PolicyAttributes& attributes,
-                                           absl::string_view chain) {
+                                           absl::string_view chain, bool with_attributes) {
   scanner::v1::PolicyRequest req;
   req.set_chain(std::string(chain));
   req.set_gateway(std::string(kGatewayName));
@@ -180,7 +180,7 @@ scanner::v1::PolicyRequest ToPolicyRequest(const PolicyAttributes& attributes,
   client->set_name(name == "unknown" ? std::string() : name);
   client->set_helo(Get(attributes, "helo_name"));
   client->set_protocol(Get(attributes, "protocol_name"));
-  req.mutable_attributes()->insert(attributes.begin(), attributes.end());
+  if (with_attributes) req.mutable_attributes()->insert(attributes.begin(), attributes.end());
   return req;
 }
 

@@ -110,11 +110,13 @@ class PolicyParser {
 // The scanner-svc question for one request block: chain, protocol_state, the
 // envelope (sender, recipient, client address/name/helo/protocol, queue_id),
 // recipient, gateway "smtpd_policy", and every attribute received by name (Postfix's
-// names, unknown ones included) so policy scanners can use any of them.
+// names, unknown ones included) so policy scanners can use any of them; without
+// `with_attributes` that map stays empty (a chain that reads only the envelope).
 // client_name "unknown" (Postfix's value for a client without reverse DNS) becomes
 // an empty envelope client name.
 scanner::v1::PolicyRequest ToPolicyRequest(const PolicyAttributes& attributes,
-                                           absl::string_view chain);
+                                           absl::string_view chain,
+                                           bool with_attributes = true);
 
 // What to tell Postfix, before formatting: the action word and its text.
 struct PolicyAction {

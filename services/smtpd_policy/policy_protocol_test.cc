@@ -336,6 +336,12 @@ TEST(ToPolicyRequest, OldPostfixAndMissingValues) {
   EXPECT_EQ(data.recipient(), "");
   EXPECT_EQ(data.envelope().recipients_size(), 0);
   EXPECT_EQ(data.envelope().client().address(), "");
+  // Without the attribute map (in-process): the same envelope.
+  scanner::v1::PolicyRequest bare =
+      ToPolicyRequest(One(kPostfix21Rcpt).attributes, "p", /*with_attributes=*/false);
+  EXPECT_TRUE(bare.attributes().empty());
+  EXPECT_EQ(bare.envelope().SerializeAsString(), req.envelope().SerializeAsString());
+  EXPECT_EQ(bare.recipient(), req.recipient());
 }
 
 scanner::v1::PolicyResponse Response(common::v1::Outcome outcome, std::string text = "",

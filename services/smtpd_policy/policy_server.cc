@@ -246,7 +246,7 @@ class PolicyServer::Impl {
     const Clock::time_point start = Clock::now();
     // Shared with the decision thread, which may outlive this coroutine's wait.
     auto shared_request = std::make_shared<const scanner::v1::PolicyRequest>(
-        ToPolicyRequest(attributes, opt_.chain));
+        ToPolicyRequest(attributes, opt_.chain, opt_.send_attributes));
     const scanner::v1::PolicyRequest& request = *shared_request;
     PolicyResult response = co_await Decide(shared_request, c->io_index);
 

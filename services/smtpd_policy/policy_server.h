@@ -62,6 +62,9 @@ struct PolicyServerOptions {
   // call of its own at once (up to prefork), which suits a client whose calls cost
   // little of their own (in-process) but wait on a database.
   int max_batch = 64;
+  // Send every Postfix attribute along (PolicyRequest.attributes) for scanner-svc's
+  // scanners. The in-process chain reads only the envelope: it skips the copy.
+  bool send_attributes = true;
   // Threads serving the connections (sockets, parsing, decisions from memory),
   // each with its own share of them.
   int io_threads = 1;
