@@ -251,7 +251,27 @@ absl::StatusOr<GreylistDecision> PolicyStore::Greylist(const Triplet& t,
     }
   }
   if (access == Access::kMemoryOnly) return WouldWaitError("the triplet is not in memory");
-  // One round trip for the common cases: the client's pass count and the triplet.
+  // A triplet never seen (most of what gets this far: first attempts, which spam
+  // bots never follow up) is recorded and deferred in one statement. It inserts
+  // nothing when the triplet has a record, whatever its state, or the client network
+  // is auto-whitelisted: the query below then decides. (A replica inserting it at
+  // the same moment wins the conflict; this caller then finds its record below.)
+  auto fresh = db_->Query(
+      "INSERT INTO greylist (client_net, sender, recipient, first_seen, last_seen, passed_at)"
+      " SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS BIGINT),"
+      " CAST($4 AS BIGINT), NULL"
+      " WHERE NOT EXISTS (SELECT 1 FROM greylist_clients WHERE client_net = $1"
+      " AND $5 > 0 AND passes >= $5 AND ($6 = 0 OR last_seen >= $7))"
+      " ON CONFLICT (client_net, sender, recipient) DO NOTHING RETURNING first_seen",
+      {t.client_network, t.sender, t.recipient, now, static_cast<int64_t>(p.auto_whitelist),
+       max_age, now - max_age});
+  if (!fresh.ok()) return fresh.status();
+  if (!fresh->empty()) {
+    d.state = GreylistDecision::State::kDeferred;
+    d.wait = p.min;
+    return d;
+  }
+  // One round trip for the other cases: the client's pass count and the triplet.
   auto rows = db_->Query(
       "SELECT (SELECT passes FROM greylist_clients WHERE client_net = $1),"
       " (SELECT last_seen FROM greylist_clients WHERE client_net = $1),"

@@ -95,6 +95,17 @@ TEST_P(PolicyStoreTest, AutoWhitelistsAClientNetworkAfterNPasses) {
   }
   Triplet fresh{t_.client_network, "new@example.org", "new@example.net"};
   EXPECT_EQ(Check(fresh, t0_ + absl::Seconds(400)).state, State::kClientWhitelisted);
+  // Its new triplets are not recorded.
+  auto records = store_->GreylistRecords("new@example.org", 10);
+  ASSERT_TRUE(records.ok()) << records.status();
+  EXPECT_TRUE(records->empty());
+  // Unseen for max_age, the network is greylisted again (a replica that has nothing
+  // in memory asks the database).
+  auto replica = PolicyStore::Open(db_);
+  ASSERT_TRUE(replica.ok()) << replica.status();
+  auto later = (*replica)->Greylist(fresh, params_, t0_ + absl::Seconds(401) + params_.max_age);
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_EQ(later->state, State::kDeferred);
   // Other networks are not.
   EXPECT_EQ(Check({"203.0.113.0/24", "new@example.org", "new@example.net"},
                   t0_ + absl::Seconds(400))
