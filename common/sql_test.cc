@@ -182,6 +182,32 @@ TEST(SqlOpen, ProcessesOpeningANewSqliteFileAtOnceAllSucceed) {
   }
 }
 
+// One process's SQLite writers queue on a mutex instead of meeting SQLITE_BUSY: even
+// with no busy timeout at all, concurrent writers all succeed.
+TEST(SqlOpen, SqliteWritersInOneProcessTakeTurns) {
+  std::string path = absl::StrCat(std::getenv("TEST_TMPDIR"), "/turns.db");
+  auto db = OpenSqlite(path, absl::ZeroDuration());
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE((*db)->Query("CREATE TABLE t (k TEXT PRIMARY KEY, n BIGINT)", {}).ok());
+  std::atomic<int> failed{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 8; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < 200; ++i) {
+        auto r = (*db)->Query("INSERT INTO t (k, n) VALUES ($1, $2)",
+                              {absl::StrCat(w, "-", i), int64_t{i}});
+        if (!r.ok()) ++failed;
+        if (!(*db)->Query("SELECT count(*) FROM t", {}).ok()) ++failed;
+      }
+    });
+  }
+  for (std::thread& t : writers) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  auto n = (*db)->Query("SELECT count(*) FROM t", {});
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(n->at(0).integer(0), 1600);
+}
+
 TEST(SqlOpen, ResolvesRelativeSqlitePathsAgainstTheConfigFolder) {
   config::v1::Database spec;
   spec.mutable_sqlite()->set_path("rel.db");
