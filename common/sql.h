@@ -93,7 +93,9 @@ class Database {
 
   // Runs `body` in one transaction, committed when it returns OK and rolled back
   // otherwise. PostgreSQL: `body` may take pg_advisory_xact_lock; SQLite: the
-  // transaction holds the write lock from the start (BEGIN IMMEDIATE).
+  // transaction holds the write lock from the start (BEGIN IMMEDIATE), and this
+  // process's other writers wait for it, so `body` writes through `tx` only (a
+  // write through the Database itself would wait for its own transaction).
   virtual absl::Status RunTransaction(std::function<absl::Status(Transaction&)> body) = 0;
 };
 
