@@ -740,6 +740,15 @@ absl::StatusOr<ChainVerdict> ChainSet::RunPolicy(absl::string_view chain,
                   memory_only);
 }
 
+absl::Status ChainSet::MayWait(absl::string_view chain) {
+  return WouldWaitError(absl::StrCat("chain '", chain, "' has scanners that may wait"));
+}
+
+bool ChainSet::MayRunMemoryOnly(absl::string_view chain) const {
+  auto it = chains_.find(std::string(chain));
+  return it == chains_.end() || it->second->HonorsMemoryOnly();
+}
+
 absl::StatusOr<ChainVerdict> ChainSet::RunChain(absl::string_view chain,
                                                 absl::string_view message,
                                                 engine::MessageEnvelope envelope,
@@ -750,9 +759,7 @@ absl::StatusOr<ChainVerdict> ChainSet::RunChain(absl::string_view chain,
   if (it == chains_.end()) {
     return absl::NotFoundError(absl::StrCat("no chain named '", chain, "' is configured"));
   }
-  if (memory_only && !it->second->HonorsMemoryOnly()) {
-    return WouldWaitError(absl::StrCat("chain '", chain, "' has scanners that may wait"));
-  }
+  if (memory_only && !it->second->HonorsMemoryOnly()) return MayWait(chain);
   if (static_cast<int64_t>(message.size()) > max_message_size_) {
     return TooLarge(chain, message, static_cast<int64_t>(message.size()), std::move(envelope),
                     deadline);

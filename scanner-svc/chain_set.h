@@ -89,6 +89,13 @@ class ChainSet {
                                          std::function<bool()> cancelled = nullptr,
                                          bool memory_only = false) const;
 
+  // False for a configured chain with a scanner that does not honor memory_only
+  // (RunPolicy would answer WouldWaitError at once): callers skip preparing such a
+  // run. True for an unknown chain (RunPolicy answers NotFound).
+  bool MayRunMemoryOnly(absl::string_view chain) const;
+  // The WouldWaitError for such a chain.
+  static absl::Status MayWait(absl::string_view chain);
+
   // The verdict for a message that is too large to scan (`size` bytes, of which
   // `head` is the start that was kept: its header block at least, when it can be).
   // The chain's log and log_sql that run for every message record it (see

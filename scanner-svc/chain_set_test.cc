@@ -1,5 +1,7 @@
 #include "scanner-svc/chain_set.h"
 
+#include "common/would_wait.h"
+
 #include <cstdlib>
 #include <thread>
 
@@ -188,6 +190,24 @@ TEST(ChainSet, ConstAndNothing) {
   EXPECT_EQ(low.outcome, common::v1::PASS);
   EXPECT_EQ(low.result.level, 0.5);
   EXPECT_EQ(ScanWith(*set, "n", "x").outcome, common::v1::PASS);
+}
+
+// Memory-only runs: only chains whose scanners all honor them.
+TEST(ChainSet, OnlyChainsOfScannersThatHonorMemoryOnlyRunSo) {
+  auto set = Chains(
+      "chains:\n  n: [nothing, {const: {level: 0.5, name: L}}]\n"
+      "  m: [nothing, {max_file_size: {bytes: 100}}]\n");
+  ASSERT_NE(set, nullptr);
+  EXPECT_TRUE(set->MayRunMemoryOnly("n"));
+  EXPECT_FALSE(set->MayRunMemoryOnly("m"));
+  EXPECT_TRUE(set->MayRunMemoryOnly("unknown"));
+  auto n = set->RunPolicy("n", {}, absl::InfiniteFuture(), nullptr, /*memory_only=*/true);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(n->outcome, common::v1::PASS);
+  auto m = set->RunPolicy("m", {}, absl::InfiniteFuture(), nullptr, /*memory_only=*/true);
+  EXPECT_TRUE(!m.ok() && IsWouldWait(m.status())) << m.status();
+  auto unknown = set->RunPolicy("unknown", {}, absl::InfiniteFuture(), nullptr, true);
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(ChainSet, FirstDetectionInAChainDecides) {

@@ -334,6 +334,10 @@ absl::StatusOr<scanner::v1::PolicyResponse> DecidePolicy(const ChainSet& chains,
                                                          absl::Time deadline,
                                                          std::function<bool()> cancelled,
                                                          bool memory_only) {
+  // Not even the envelope is copied for a chain that cannot run memory-only.
+  if (memory_only && !chains.MayRunMemoryOnly(request.chain())) {
+    return ChainSet::MayWait(request.chain());
+  }
   engine::MessageEnvelope env = FromProto(request.envelope());
   if (!request.recipient().empty() && env.recipients.empty()) {
     env.recipients.push_back(request.recipient());

@@ -16,6 +16,11 @@ namespace {
 // Postfix hands the null sender as "" and addresses as typed; keys are lower case.
 std::string Key(absl::string_view address) { return absl::AsciiStrToLower(address); }
 
+// How the store may answer for this scan (ScanContext::memory_only).
+policy::Access AccessOf(const engine::ScanContext& ctx) {
+  return ctx.memory_only() ? policy::Access::kMemoryOnly : policy::Access::kMayWait;
+}
+
 }  // namespace
 
 policy::GreylistParams GreylistParamsOf(const config::v1::GreylistSpec& spec) {
@@ -66,8 +71,7 @@ absl::StatusOr<engine::ScanResult> GreylistScanner::Scan(engine::ScanContext& ct
     return r;
   }
   absl::Time now = clock_();
-  const policy::Access access =
-      ctx.memory_only() ? policy::Access::kMemoryOnly : policy::Access::kMayWait;
+  const policy::Access access = AccessOf(ctx);
   if (!MaybeCleanup(now, ctx.memory_only())) return WouldWaitError("a cleanup is due");
   std::string net = policy::ClientNetwork(env.client_address, ipv4_prefix_, ipv6_prefix_);
   absl::Duration wait, delayed;
@@ -121,9 +125,7 @@ absl::StatusOr<engine::ScanResult> SqlListScanner::Scan(engine::ScanContext& ctx
   std::optional<policy::ListEntry> black;
   for (const std::string& rcpt : rcpts) {
     if (absl::Status alive = ctx.CheckAlive(); !alive.ok()) return alive;
-    auto hit = store_->FindListed(env.client_address, env.sender, rcpt, now,
-                                  ctx.memory_only() ? policy::Access::kMemoryOnly
-                                                    : policy::Access::kMayWait);
+    auto hit = store_->FindListed(env.client_address, env.sender, rcpt, now, AccessOf(ctx));
     if (!hit.ok()) return hit.status();
     if (!*hit) continue;
     std::string what = absl::StrCat(policy::ListKindName((*hit)->kind), " ", (*hit)->value);
