@@ -7,6 +7,7 @@
 #include <cstring>
 #include <tuple>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -252,21 +253,14 @@ absl::StatusOr<GreylistDecision> PolicyStore::Greylist(const Triplet& t,
   }
   if (access == Access::kMemoryOnly) return WouldWaitError("the triplet is not in memory");
   // A triplet never seen (most of what gets this far: first attempts, which spam
-  // bots never follow up) is recorded and deferred in one statement. It inserts
-  // nothing when the triplet has a record, whatever its state, or the client network
-  // is auto-whitelisted: the query below then decides. (A replica inserting it at
-  // the same moment wins the conflict; this caller then finds its record below.)
-  auto fresh = db_->Query(
-      "INSERT INTO greylist (client_net, sender, recipient, first_seen, last_seen, passed_at)"
-      " SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS BIGINT),"
-      " CAST($4 AS BIGINT), NULL"
-      " WHERE NOT EXISTS (SELECT 1 FROM greylist_clients WHERE client_net = $1"
-      " AND $5 > 0 AND passes >= $5 AND ($6 = 0 OR last_seen >= $7))"
-      " ON CONFLICT (client_net, sender, recipient) DO NOTHING RETURNING first_seen",
-      {t.client_network, t.sender, t.recipient, now, static_cast<int64_t>(p.auto_whitelist),
-       max_age, now - max_age});
+  // bots never follow up) is recorded and deferred in one statement, shared with
+  // other callers'. It records nothing when the triplet has a record, whatever its
+  // state, or the client network is auto-whitelisted: the query below then decides.
+  // (A replica inserting it at the same moment wins the conflict; this caller then
+  // finds its record below.)
+  absl::StatusOr<bool> fresh = RecordIfNew(t, p, now);
   if (!fresh.ok()) return fresh.status();
-  if (!fresh->empty()) {
+  if (*fresh) {
     d.state = GreylistDecision::State::kDeferred;
     d.wait = p.min;
     return d;
@@ -367,6 +361,88 @@ absl::StatusOr<GreylistDecision> PolicyStore::Greylist(const Triplet& t,
     if (!c.ok()) return c.status();
   }
   return d;
+}
+
+absl::StatusOr<bool> PolicyStore::RecordIfNew(const Triplet& t, const GreylistParams& p,
+                                              int64_t now) {
+  PendingInsert me{&t, now, p.auto_whitelist, absl::ToInt64Seconds(p.max_age)};
+  absl::MutexLock lock(&insert_mu_);
+  inserts_waiting_.push_back(&me);
+  // Lead a statement when none runs (it carries the oldest waiting triplets, this
+  // one among them unless kMaxInsertBatch came first); else wait for one to carry
+  // this triplet or to end.
+  auto can_lead = [this] {
+    insert_mu_.AssertHeld();
+    return inserts_running_ < kMaxInsertStatements && !inserts_waiting_.empty();
+  };
+  auto ready = [&] {
+    insert_mu_.AssertHeld();
+    return me.done || can_lead();
+  };
+  while (!me.done) {
+    if (!can_lead()) {
+      insert_mu_.Await(absl::Condition(&ready));
+      continue;
+    }
+    std::vector<PendingInsert*> batch;
+    while (!inserts_waiting_.empty() && batch.size() < kMaxInsertBatch) {
+      batch.push_back(inserts_waiting_.front());
+      inserts_waiting_.pop_front();
+    }
+    ++inserts_running_;
+    insert_mu_.Unlock();
+    InsertBatch(batch);
+    insert_mu_.Lock();
+    --inserts_running_;
+    for (PendingInsert* b : batch) b->done = true;
+  }
+  return me.inserted;
+}
+
+void PolicyStore::InsertBatch(const std::vector<PendingInsert*>& batch) {
+  // Each triplet once: a second caller with the same one finds its record (the
+  // query after RecordIfNew) and is deferred like the first.
+  absl::flat_hash_map<std::string, PendingInsert*> first;
+  std::vector<PendingInsert*> rows;
+  for (PendingInsert* b : batch) {
+    b->inserted = false;
+    if (first.emplace(TripletKey(*b->triplet), b).second) rows.push_back(b);
+  }
+  // The client network may not be auto-whitelisted (column5: auto_whitelist,
+  // column6: max_age, column7: the oldest last_seen that counts).
+  std::string statement =
+      "INSERT INTO greylist (client_net, sender, recipient, first_seen, last_seen, passed_at)"
+      " SELECT v.column1, v.column2, v.column3, v.column4, v.column4, NULL FROM (VALUES ";
+  sql::Params params;
+  params.reserve(rows.size() * 7);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const size_t n = i * 7;
+    absl::StrAppend(&statement, i == 0 ? "" : ", ", "(CAST($", n + 1, " AS TEXT), CAST($",
+                    n + 2, " AS TEXT), CAST($", n + 3, " AS TEXT), CAST($", n + 4,
+                    " AS BIGINT), CAST($", n + 5, " AS BIGINT), CAST($", n + 6,
+                    " AS BIGINT), CAST($", n + 7, " AS BIGINT))");
+    const PendingInsert& r = *rows[i];
+    params.insert(params.end(), {r.triplet->client_network, r.triplet->sender,
+                                 r.triplet->recipient, r.now, r.auto_whitelist, r.max_age,
+                                 r.now - r.max_age});
+  }
+  absl::StrAppend(
+      &statement,
+      ") AS v WHERE NOT EXISTS (SELECT 1 FROM greylist_clients c WHERE c.client_net = v.column1"
+      " AND v.column5 > 0 AND c.passes >= v.column5 AND (v.column6 = 0 OR c.last_seen >= "
+      "v.column7)) ON CONFLICT (client_net, sender, recipient) DO NOTHING"
+      " RETURNING client_net, sender, recipient");
+  ++insert_statements_;
+  inserted_triplets_ += static_cast<int64_t>(rows.size());
+  absl::StatusOr<sql::Rows> done = db_->Query(statement, params);
+  if (!done.ok()) {
+    for (PendingInsert* b : batch) b->inserted = done.status();
+    return;
+  }
+  for (const sql::Row& r : *done) {
+    auto it = first.find(TripletKey({r.text(0), r.text(1), r.text(2)}));
+    if (it != first.end()) it->second->inserted = true;
+  }
 }
 
 void PolicyStore::RememberPassed(const std::string& key, int64_t last_seen) {

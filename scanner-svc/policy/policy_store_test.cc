@@ -141,6 +141,73 @@ TEST_P(PolicyStoreTest, ConcurrentRetriesPassATripletExactlyOnce) {
   EXPECT_EQ(passed.load(), kTriplets);
 }
 
+// Never-seen triplets asked for at the same time share insert statements; each
+// caller still gets its own answer: new ones deferred and recorded once, a triplet
+// that passed (on another replica) known, an auto-whitelisted network's triplet
+// whitelisted and not recorded, one new triplet asked for by every thread recorded
+// once and deferred for all.
+TEST_P(PolicyStoreTest, ConcurrentNewTripletsShareStatementsAndEachGetsItsAnswer) {
+  ASSERT_NE(store_, nullptr);
+  params_.auto_whitelist = 1;
+  const Triplet known{"198.51.100.0/24", "known@example.org", "rcpt@example.net"};
+  Check(known, t0_);
+  ASSERT_EQ(Check(known, t0_ + absl::Seconds(301)).state, State::kPassedNow);
+  const std::string whitelisted_net = known.client_network;  // passed once: whitelisted
+  // A replica: nothing in memory, so every answer comes through the database.
+  auto replica_or = PolicyStore::Open(db_);
+  ASSERT_TRUE(replica_or.ok()) << replica_or.status();
+  PolicyStore& replica = **replica_or;
+  const absl::Time now = t0_ + absl::Seconds(400);
+  const Triplet shared{"203.0.113.0/24", "shared@example.org", "rcpt@example.net"};
+  constexpr int kThreads = 12, kRounds = 30;
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int th = 0; th < kThreads; ++th) {
+    threads.emplace_back([&, th] {
+      auto expect = [&](const Triplet& t, State want) {
+        auto d = replica.Greylist(t, params_, now);
+        if (!d.ok() || d->state != want ||
+            (want == State::kDeferred && d->wait != params_.min)) {
+          ++wrong;
+          ADD_FAILURE() << t.client_network << " " << t.sender << ": "
+                        << (d.ok() ? static_cast<int>(d->state) : -1);
+        }
+      };
+      for (int i = 0; i < kRounds; ++i) {
+        const std::string who = absl::StrCat("t", th, "r", i, "@example.org");
+        expect({"192.0.2.0/24", who, "rcpt@example.net"}, State::kDeferred);
+        expect({whitelisted_net, who, "rcpt@example.net"}, State::kClientWhitelisted);
+        if (i == 0) expect(shared, State::kDeferred);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  auto records = replica.GreylistRecords("", 10000);
+  ASSERT_TRUE(records.ok()) << records.status();
+  int news = 0, shared_records = 0, of_whitelisted = 0;
+  for (const GreylistRecord& r : *records) {
+    if (r.triplet.client_network == "192.0.2.0/24") {
+      ++news;
+      EXPECT_EQ(r.first_seen, now);
+      EXPECT_FALSE(r.passed_at.has_value());
+    }
+    if (r.triplet.client_network == shared.client_network) ++shared_records;
+    if (r.triplet.client_network == whitelisted_net && r.triplet.sender != known.sender) {
+      ++of_whitelisted;
+    }
+  }
+  EXPECT_EQ(news, kThreads * kRounds);
+  EXPECT_EQ(shared_records, 1);
+  EXPECT_EQ(of_whitelisted, 0);
+  // Every new triplet was carried by an insert, the shared one once a thread at
+  // most, the whitelisted network's until the replica had the network in memory;
+  // with 12 threads asking at once, statements carried several.
+  EXPECT_GE(replica.inserted_triplets(), kThreads * kRounds + 1);
+  EXPECT_LE(replica.inserted_triplets(), 2 * kThreads * kRounds + kThreads);
+  EXPECT_LT(replica.insert_statements(), replica.inserted_triplets());
+}
+
 TEST_P(PolicyStoreTest, ListsMatchAddressesNetworksDomainsAndWhiteWins) {
   ASSERT_NE(store_, nullptr);
   auto add = [&](ListKind k, const std::string& v) {
