@@ -21,8 +21,9 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
-#include "common/tcp_server.h"
 #include "common/config.h"
+#include "common/request_log.h"
+#include "common/tcp_server.h"
 
 namespace sagator::smtpd_policy {
 
@@ -141,6 +142,7 @@ class PolicyServer::Impl {
       for (Lane& lane : lanes_) {
         lane.queue.clear();
         lane.pump_timer.reset();
+        lane.log.Flush();
       }
     });
   }
@@ -287,7 +289,11 @@ class PolicyServer::Impl {
     }
     std::string reply = FormatReply(action);
     const auto& env = request.envelope();
-    LOG(INFO) << absl::StrFormat(
+    // Through the I/O thread's RequestLog (a glog line per request cost 16% of the
+    // CPU), written before the thread waits for its next events.
+    const int io = c->io_index;
+    if (lanes_[static_cast<size_t>(io)].log.Line(
+            __FILE__, __LINE__,
         "request conn=%d client=%s state=%s queue_id=%s from=<%s> to=<%s> instance=%s "
         "action=%s level=%.2f detection=%s decide=%.3fs%s",
         c->id, env.client().address().empty() ? "-" : Printable(env.client().address()),
@@ -299,7 +305,9 @@ class PolicyServer::Impl {
         response.ok() ? response->level() : 0.0,
         response.ok() && !response->detection().empty() ? Printable(response->detection()) : "-",
         std::chrono::duration<double>(Clock::now() - start).count(),
-        error.empty() ? "" : absl::StrCat(" error=", error));
+        error.empty() ? "" : absl::StrCat(" error=", error))) {
+      asio::post(server_.io(io), [this, io] { lanes_[static_cast<size_t>(io)].log.Flush(); });
+    }
     co_return reply;
   }
 
@@ -426,6 +434,7 @@ class PolicyServer::Impl {
     int calls_in_flight = 0;
     std::optional<asio::steady_timer> pump_timer;
     bool pump_timer_armed = false;
+    RequestLog log;
   };
   std::vector<Lane> lanes_;
   const int lane_calls_;

@@ -292,6 +292,51 @@ TEST_F(PolicyServerTest, AnswersManyRequestsOnOneConnection) {
   EXPECT_EQ(scanner_service_.policy_calls(), 50);
 }
 
+// One log line per request (RequestLog, on stderr like glog's), written once the
+// I/O thread has answered what it had: without waiting for more requests.
+TEST_F(PolicyServerTest, LogsEachRequestOnceItsThreadHasAnswered) {
+  FILE* log = tmpfile();
+  ASSERT_NE(log, nullptr);
+  fflush(stderr);
+  const int saved = dup(STDERR_FILENO);
+  ASSERT_GE(saved, 0);
+  dup2(fileno(log), STDERR_FILENO);
+  auto read_log = [&] {
+    std::string out;
+    char buf[4096];
+    for (off_t off = 0;;) {
+      ssize_t n = pread(fileno(log), buf, sizeof buf, off);
+      if (n <= 0) return out;
+      out.append(buf, static_cast<size_t>(n));
+      off += n;
+    }
+  };
+  auto count = [](const std::string& s, const char* what) {
+    int n = 0;
+    for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
+    return n;
+  };
+  StartAll();
+  PolicyConnection c(port_);
+  ASSERT_TRUE(c.connected());
+  EXPECT_EQ(c.Ask(Request("user@example.com")), kDunno);
+  EXPECT_THAT(c.Ask(Request("reject@example.com")), StartsWith("action=REJECT"));
+  bool logged = Eventually([&] { return count(read_log(), "] request conn=") == 2; });
+  const std::string text = read_log();
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  fclose(log);
+  ASSERT_TRUE(logged) << text;
+  EXPECT_THAT(text, ::testing::ContainsRegex(
+                        "I[0-9]{8} [0-9:.]+ +[0-9]+ policy_server\\.cc:[0-9]+\\] request conn=[0-9]+ "
+                        "client=192\\.0\\.2\\.7 state=RCPT queue_id=- from=<alice@example\\.net> "
+                        "to=<user@example\\.com> instance=1f2e\\.64d3c1b0\\.7a2b1\\.0 "
+                        "action=DUNNO level="));
+  EXPECT_THAT(text, HasSubstr("to=<reject@example.com> instance=1f2e.64d3c1b0.7a2b1.0 "
+                              "action=REJECT 5.7.1 <reject@example.com>: Recipient address "
+                              "rejected  Injected: yes level=1.00 detection=Blacklist"));
+}
+
 TEST_F(PolicyServerTest, MapsEveryScannerAnswerToAnAction) {
   StartAll();
   PolicyConnection postfix(port_);

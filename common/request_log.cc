@@ -1,0 +1,47 @@
+#include "common/request_log.h"
+
+#include <glog/logging.h>
+#include <sys/syscall.h>
+
+#include <cerrno>
+#include <ctime>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace sagator {
+
+bool RequestLog::Enabled() { return FLAGS_minloglevel <= google::GLOG_INFO; }
+
+void RequestLog::AppendPrefix(absl::string_view file, int line) {
+  const int64_t micros = absl::GetCurrentTimeNanos() / 1000;
+  const int64_t second = micros / 1000000;
+  if (second != prefix_second_) {
+    const time_t t = static_cast<time_t>(second);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    prefix_ = absl::StrFormat("I%04d%02d%02d %02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+                              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    prefix_second_ = second;
+  }
+  if (tid_ == 0) tid_ = static_cast<int>(syscall(SYS_gettid));
+  const size_t slash = file.rfind('/');
+  if (slash != absl::string_view::npos) file.remove_prefix(slash + 1);
+  absl::StrAppendFormat(&buffer_, "%s.%06d %5d %s:%d] ", prefix_,
+                        static_cast<int>(micros % 1000000), tid_, file, line);
+}
+
+void RequestLog::Flush() {
+  size_t done = 0;
+  while (done < buffer_.size()) {
+    ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // nowhere to write: the lines are dropped, as glog would
+    done += static_cast<size_t>(n);
+  }
+  buffer_.clear();
+  // A burst can grow the buffer far past what a quiet thread needs.
+  if (buffer_.capacity() > 4 * kFlushBytes) buffer_.shrink_to_fit();
+}
+
+}  // namespace sagator
