@@ -19,7 +19,7 @@ std::string Quote(absl::string_view s) {
   return absl::StrCat("'", absl::CHexEscape(s), cut ? "...'" : "'");
 }
 
-const std::string& Get(const PolicyAttributes& attributes, const std::string& name) {
+const std::string& Get(const PolicyAttributes& attributes, absl::string_view name) {
   static const std::string* const kEmpty = new std::string();
   auto it = attributes.find(name);
   return it == attributes.end() ? *kEmpty : it->second;
@@ -57,7 +57,7 @@ std::string WithDetection(absl::string_view text, absl::string_view detection) {
 
 }  // namespace
 
-PolicyParser::PolicyParser(PolicyLimits limits) : limits_(limits) {}
+PolicyParser::PolicyParser(PolicyLimits limits) : limits_(limits) { attributes_.reserve(32); }
 
 PolicyEvent PolicyParser::Fail(std::string reason) {
   failed_ = true;
@@ -97,7 +97,7 @@ bool PolicyParser::TakeLine(absl::string_view line, bool* block_end, std::string
     return false;
   }
   // A repeated name keeps the last value (the protocol allows first or last).
-  attributes_[std::string(line.substr(0, eq))] = std::string(line.substr(eq + 1));
+  attributes_.insert_or_assign(line.substr(0, eq), std::string(line.substr(eq + 1)));
   return true;
 }
 
@@ -148,7 +148,8 @@ PolicyEvent PolicyParser::Next(absl::string_view* input) {
     PolicyEvent ev;
     ev.type = PolicyEventType::kRequest;
     ev.attributes = std::move(attributes_);
-    attributes_.clear();
+    attributes_ = PolicyAttributes();
+    attributes_.reserve(32);  // Postfix 3.7 sends about 30
     lines_ = 0;
     block_bytes_ = 0;
     ++requests_;
