@@ -208,6 +208,28 @@ TEST_P(PolicyStoreTest, ConcurrentNewTripletsShareStatementsAndEachGetsItsAnswer
   EXPECT_LT(replica.insert_statements(), replica.inserted_triplets());
 }
 
+// A statement that fails fails every triplet it carried, and nobody waits for
+// ever: each caller gets the error (the gateway then defers).
+TEST_P(PolicyStoreTest, AFailedInsertFailsEveryTripletItCarried) {
+  ASSERT_NE(store_, nullptr);
+  ASSERT_TRUE(db_->Query("DROP TABLE greylist", {}).ok());
+  constexpr int kThreads = 8, kRounds = 5;
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int th = 0; th < kThreads; ++th) {
+    threads.emplace_back([&, th] {
+      for (int i = 0; i < kRounds; ++i) {
+        auto d = store_->Greylist(
+            {t_.client_network, absl::StrCat("t", th, "r", i, "@example.org"), t_.recipient},
+            params_, t0_);
+        if (!d.ok()) ++failed;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failed.load(), kThreads * kRounds);
+}
+
 TEST_P(PolicyStoreTest, ListsMatchAddressesNetworksDomainsAndWhiteWins) {
   ASSERT_NE(store_, nullptr);
   auto add = [&](ListKind k, const std::string& v) {
