@@ -24,11 +24,19 @@ void RequestLog::AppendPrefix(absl::string_view file, int line) {
                               tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     prefix_second_ = second;
   }
-  if (tid_ == 0) tid_ = static_cast<int>(syscall(SYS_gettid));
+  if (tid_ == 0) {
+    tid_ = static_cast<int>(syscall(SYS_gettid));
+    tid_text_ = absl::StrFormat("%5d ", tid_);
+  }
   const size_t slash = file.rfind('/');
   if (slash != absl::string_view::npos) file.remove_prefix(slash + 1);
-  absl::StrAppendFormat(&buffer_, "%s.%06d %5d %s:%d] ", prefix_,
-                        static_cast<int>(micros % 1000000), tid_, file, line);
+  // ".uuuuuu" by hand: the formatter was a third of a line's cost.
+  char us[8] = {'.'};
+  for (int i = 6, v = static_cast<int>(micros % 1000000); i >= 1; --i, v /= 10) {
+    us[i] = static_cast<char>('0' + v % 10);
+  }
+  absl::StrAppend(&buffer_, prefix_, absl::string_view(us, 7), " ", tid_text_, file, ":", line,
+                  "] ");
 }
 
 void RequestLog::Flush() {

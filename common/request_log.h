@@ -69,6 +69,7 @@ class RequestLog {
   int64_t prefix_second_ = -1;
   std::string prefix_;
   int tid_ = 0;
+  std::string tid_text_;  // "%5d " of tid_
 };
 
 }  // namespace sagator

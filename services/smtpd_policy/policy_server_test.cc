@@ -321,7 +321,9 @@ TEST_F(PolicyServerTest, LogsEachRequestOnceItsThreadHasAnswered) {
   ASSERT_TRUE(c.connected());
   EXPECT_EQ(c.Ask(Request("user@example.com")), kDunno);
   EXPECT_THAT(c.Ask(Request("reject@example.com")), StartsWith("action=REJECT"));
-  bool logged = Eventually([&] { return count(read_log(), "] request conn=") == 2; });
+  // Client bytes are C-escaped, so a line stays one line.
+  EXPECT_EQ(c.Ask(Request("o\"dd\x01@example.com")), kDunno);
+  bool logged = Eventually([&] { return count(read_log(), "] request conn=") == 3; });
   const std::string text = read_log();
   dup2(saved, STDERR_FILENO);
   close(saved);
@@ -335,6 +337,7 @@ TEST_F(PolicyServerTest, LogsEachRequestOnceItsThreadHasAnswered) {
   EXPECT_THAT(text, HasSubstr("to=<reject@example.com> instance=1f2e.64d3c1b0.7a2b1.0 "
                               "action=REJECT 5.7.1 <reject@example.com>: Recipient address "
                               "rejected  Injected: yes level=1.00 detection=Blacklist"));
+  EXPECT_THAT(text, HasSubstr("to=<o\\\"dd\\x01@example.com> instance="));
 }
 
 TEST_F(PolicyServerTest, MapsEveryScannerAnswerToAnAction) {
