@@ -433,7 +433,7 @@ void PolicyStore::InsertBatch(const std::vector<PendingInsert*>& batch) {
       "v.column7)) ON CONFLICT (client_net, sender, recipient) DO NOTHING"
       " RETURNING client_net, sender, recipient");
   ++insert_statements_;
-  inserted_triplets_ += static_cast<int64_t>(rows.size());
+  insert_rows_ += static_cast<int64_t>(rows.size());
   absl::StatusOr<sql::Rows> done = db_->Query(statement, params);
   if (!done.ok()) {
     for (PendingInsert* b : batch) b->inserted = done.status();

@@ -179,10 +179,10 @@ class PolicyStore {
 
   sql::Database& database() { return *db_; }
 
-  // Statements that recorded never-seen triplets so far (each up to
-  // kMaxInsertBatch of them), and the triplets they carried.
+  // Statements sent so far to record never-seen triplets, and the triplets (rows)
+  // they carried, recorded or not (up to kMaxInsertBatch a statement).
   int64_t insert_statements() const { return insert_statements_.load(); }
-  int64_t inserted_triplets() const { return inserted_triplets_.load(); }
+  int64_t insert_rows() const { return insert_rows_.load(); }
 
  private:
   explicit PolicyStore(std::shared_ptr<sql::Database> db) : db_(std::move(db)) {}
@@ -238,7 +238,7 @@ class PolicyStore {
   std::deque<PendingInsert*> inserts_waiting_ ABSL_GUARDED_BY(insert_mu_);
   int inserts_running_ ABSL_GUARDED_BY(insert_mu_) = 0;
   std::atomic<int64_t> insert_statements_{0};
-  std::atomic<int64_t> inserted_triplets_{0};
+  std::atomic<int64_t> insert_rows_{0};
 
   absl::Mutex lists_mu_;
   bool lists_loaded_ ABSL_GUARDED_BY(lists_mu_) = false;

@@ -203,9 +203,9 @@ TEST_P(PolicyStoreTest, ConcurrentNewTripletsShareStatementsAndEachGetsItsAnswer
   // Every new triplet was carried by an insert, the shared one once a thread at
   // most, the whitelisted network's until the replica had the network in memory;
   // with 12 threads asking at once, statements carried several.
-  EXPECT_GE(replica.inserted_triplets(), kThreads * kRounds + 1);
-  EXPECT_LE(replica.inserted_triplets(), 2 * kThreads * kRounds + kThreads);
-  EXPECT_LT(replica.insert_statements(), replica.inserted_triplets());
+  EXPECT_GE(replica.insert_rows(), kThreads * kRounds + 1);
+  EXPECT_LE(replica.insert_rows(), 2 * kThreads * kRounds + kThreads);
+  EXPECT_LT(replica.insert_statements(), replica.insert_rows());
 }
 
 // A statement that fails fails every triplet it carried, and nobody waits for
