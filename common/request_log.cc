@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 
 #include <cerrno>
+#include <climits>
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
@@ -40,12 +41,24 @@ void RequestLog::AppendPrefix(absl::string_view file, int line) {
 }
 
 void RequestLog::Flush() {
-  size_t done = 0;
-  while (done < buffer_.size()) {
-    ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // nowhere to write: the lines are dropped, as glog would
-    done += static_cast<size_t>(n);
+  size_t start = 0;
+  while (start < buffer_.size()) {
+    // Whole lines, at most PIPE_BUF bytes a write (a longer line alone): a pipe or
+    // a stream to journald never mixes such a write with other writers' lines.
+    size_t end = buffer_.size();
+    if (end - start > PIPE_BUF) {
+      const size_t cut = buffer_.rfind('\n', start + PIPE_BUF - 1);
+      end = cut != std::string::npos && cut >= start ? cut + 1 : buffer_.find('\n', start) + 1;
+    }
+    while (start < end) {
+      ssize_t n = ::write(fd_, buffer_.data() + start, end - start);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {  // nowhere to write: the lines are dropped, as glog would
+        start = buffer_.size();
+        break;
+      }
+      start += static_cast<size_t>(n);
+    }
   }
   buffer_.clear();
   // A burst can grow the buffer far past what a quiet thread needs.

@@ -5,8 +5,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <csignal>
 #include <string>
 #include <vector>
@@ -81,6 +84,49 @@ TEST_F(RequestLogTest, AFullBufferIsWrittenAtOnceAndTheRestAtDestruction) {
   std::vector<std::string> all = absl::StrSplit(Written(), '\n', absl::SkipEmpty());
   ASSERT_EQ(all.size(), lines + 1);
   EXPECT_THAT(all.back(), MatchesRegex(".* f\\.cc:2\\] last"));
+}
+
+// Every write() carries whole lines and at most PIPE_BUF bytes (a longer line
+// alone), so a pipe never interleaves them with other writers' lines. A
+// SOCK_SEQPACKET pair keeps each write() a message of its own.
+TEST_F(RequestLogTest, WritesWholeLinesAtMostPipeBufAtATime) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+  std::string expected_tail;
+  {
+    RequestLog log(sv[0]);
+    for (int i = 0; i < 60; ++i) log.Line("f.cc", i, "%s", std::string(150, 'a' + i % 26));
+    log.Line("f.cc", 99, "%s", std::string(PIPE_BUF + 500, 'L'));  // longer than PIPE_BUF
+    log.Line("f.cc", 100, "last");
+    ASSERT_LT(log.buffered(), RequestLog::kFlushBytes);
+    log.Flush();
+  }
+  close(sv[0]);
+  std::vector<std::string> writes;
+  std::string all;
+  for (;;) {
+    std::string msg(2 * PIPE_BUF + 1000, '\0');
+    ssize_t n = recv(sv[1], msg.data(), msg.size(), 0);
+    if (n <= 0) break;
+    msg.resize(static_cast<size_t>(n));
+    writes.push_back(msg);
+    all += msg;
+  }
+  close(sv[1]);
+  ASSERT_GE(writes.size(), 4u);
+  for (const std::string& w : writes) {
+    EXPECT_EQ(w.back(), '\n');
+    const bool long_line = w.find(std::string(PIPE_BUF, 'L')) != std::string::npos;
+    if (long_line) {
+      EXPECT_EQ(std::count(w.begin(), w.end(), '\n'), 1) << "the long line goes alone";
+    } else {
+      EXPECT_LE(w.size(), static_cast<size_t>(PIPE_BUF));
+    }
+  }
+  std::vector<std::string> lines = absl::StrSplit(all, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 62u);
+  EXPECT_THAT(lines[0], MatchesRegex(".* f\\.cc:0\\] a{150}"));
+  EXPECT_THAT(lines[61], MatchesRegex(".* f\\.cc:100\\] last"));
 }
 
 TEST_F(RequestLogTest, MinLogLevelAboveInfoDropsTheLines) {
