@@ -77,10 +77,11 @@ struct PendingDecision {
   std::atomic<bool> abandoned{false};  // the coroutine gave up: skip the call
 };
 
-// For logs: client bytes on one line (C escapes), "-" for none. Most need no
+// For logs: client bytes on one line (C escapes), `none` when empty. Most need no
 // escaping and are used as they are; *storage keeps an escaped copy.
-absl::string_view Printable(absl::string_view s, std::string* storage) {
-  if (s.empty()) return "-";
+absl::string_view Printable(absl::string_view s, std::string* storage,
+                            absl::string_view none = "-") {
+  if (s.empty()) return none;
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
     if (c < 0x20 || c >= 0x7f || c == '"' || c == '\'' || c == '\\') {
@@ -312,8 +313,7 @@ class PolicyServer::Impl {
         c->id, Printable(env.client().address(), &escaped[0]),
         Printable(request.protocol_state(), &escaped[1]),
         Printable(env.queue_id(), &escaped[2]),
-        env.sender().empty() ? "" : Printable(env.sender(), &escaped[3]),
-        request.recipient().empty() ? "" : Printable(request.recipient(), &escaped[4]),
+        Printable(env.sender(), &escaped[3], ""), Printable(request.recipient(), &escaped[4], ""),
         instance == attributes.end() ? "-" : Printable(instance->second, &escaped[5]),
         absl::string_view(reply).substr(7, reply.size() - 9),
         response.ok() ? response->level() : 0.0,
