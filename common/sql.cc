@@ -1,5 +1,7 @@
 #include "common/sql.h"
 
+#include <libpq-fe.h>
+#include <poll.h>
 #include <sqlite3.h>
 
 #include <pqxx/pqxx>
@@ -380,6 +382,138 @@ class PgTransaction : public Transaction {
   pqxx::work* tx_;
 };
 
+// AsyncConnection over libpq's non-blocking calls (libpqxx has none).
+class PgAsyncConnection : public AsyncConnection {
+ public:
+  ~PgAsyncConnection() override {
+    if (conn_ != nullptr) PQfinish(conn_);
+  }
+
+  static absl::StatusOr<std::unique_ptr<AsyncConnection>> Connect(
+      const std::string& conninfo, const std::vector<std::string>& statements) {
+    auto c = std::unique_ptr<PgAsyncConnection>(new PgAsyncConnection());
+    // Named for pg_stat_activity unless the conninfo names its connections; a bounded
+    // wait for a server that does not answer (libpq's default: none) unless the
+    // conninfo sets its own. (Later keywords override earlier ones.)
+    const char* keywords[] = {"application_name", "dbname", "connect_timeout", nullptr};
+    const char* values[] = {kAsyncApplicationName, conninfo.c_str(), "5", nullptr};
+    if (conninfo.find("connect_timeout") != std::string::npos) keywords[2] = nullptr;
+    c->conn_ = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
+    if (PQstatus(c->conn_) != CONNECTION_OK) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot connect to PostgreSQL: ", absl::StripAsciiWhitespace(PQerrorMessage(c->conn_))));
+    }
+    for (const std::string& statement : statements) {
+      std::string name = absl::StrCat("a", c->names_.size());
+      PGresult* r = PQprepare(c->conn_, name.c_str(), statement.c_str(), 0, nullptr);
+      absl::StatusOr<Rows> done = c->Take(r);
+      if (!done.ok()) return done.status();
+      c->names_.emplace(statement, std::move(name));
+    }
+    if (PQsetnonblocking(c->conn_, 1) != 0) {
+      return absl::UnavailableError("PostgreSQL: cannot make the connection non-blocking");
+    }
+    return std::unique_ptr<AsyncConnection>(std::move(c));
+  }
+
+  int fd() const override { return PQsocket(conn_); }
+
+  absl::Status Send(absl::string_view statement, const Params& params) override {
+    if (in_flight_) return absl::FailedPreconditionError("a statement is in flight");
+    auto it = names_.find(statement);
+    if (it == names_.end()) return absl::FailedPreconditionError("statement not prepared");
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const Param& p : params) values.push_back(p.is_null() ? nullptr : p.text().c_str());
+    if (PQsendQueryPrepared(conn_, it->second.c_str(), static_cast<int>(values.size()),
+                            values.data(), nullptr, nullptr, 0) != 1) {
+      return Lost();
+    }
+    // A statement fits the socket's buffer: PQflush is done at once but when the
+    // server stopped reading, and then waits for it up to a second.
+    for (int tries = 0;; ++tries) {
+      int f = PQflush(conn_);
+      if (f == 0) break;
+      if (f < 0 || tries == 10) return Lost();
+      pollfd p{fd(), POLLOUT, 0};
+      poll(&p, 1, 100);
+    }
+    in_flight_ = true;
+    rows_.reset();
+    return absl::OkStatus();
+  }
+
+  std::optional<absl::StatusOr<Rows>> Receive() override {
+    if (!in_flight_) return absl::StatusOr<Rows>(absl::FailedPreconditionError("nothing sent"));
+    if (PQconsumeInput(conn_) != 1) {
+      in_flight_ = false;
+      return absl::StatusOr<Rows>(Lost());
+    }
+    // A statement gives one result, then NULL once it is complete.
+    while (PQisBusy(conn_) == 0) {
+      PGresult* r = PQgetResult(conn_);
+      if (r == nullptr) {
+        in_flight_ = false;
+        if (!rows_.has_value()) return absl::StatusOr<Rows>(Lost());
+        absl::StatusOr<Rows> done = std::move(*rows_);
+        rows_.reset();
+        return done;
+      }
+      absl::StatusOr<Rows> rows = Take(r);
+      if (!rows_.has_value() || rows_->ok()) rows_ = std::move(rows);
+    }
+    return std::nullopt;
+  }
+
+ private:
+  PgAsyncConnection() = default;
+
+  absl::Status Lost() {
+    return absl::UnavailableError(absl::StrCat("PostgreSQL connection lost: ",
+                                               absl::StripAsciiWhitespace(PQerrorMessage(conn_))));
+  }
+
+  // The rows of `r` (which it frees), or its error.
+  absl::StatusOr<Rows> Take(PGresult* r) {
+    const ExecStatusType st = PQresultStatus(r);
+    absl::StatusOr<Rows> out;
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+      Rows rows;
+      const int n = PQntuples(r), cols = PQnfields(r);
+      rows.reserve(static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) {
+        Row row;
+        row.columns.reserve(static_cast<size_t>(cols));
+        for (int j = 0; j < cols; ++j) {
+          if (PQgetisnull(r, i, j)) {
+            row.columns.emplace_back(std::nullopt);
+          } else {
+            row.columns.emplace_back(std::string(PQgetvalue(r, i, j),
+                                                 static_cast<size_t>(PQgetlength(r, i, j))));
+          }
+        }
+        rows.push_back(std::move(row));
+      }
+      out = std::move(rows);
+    } else {
+      const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      std::string msg =
+          absl::StrCat("PostgreSQL: ", absl::StripAsciiWhitespace(PQresultErrorMessage(r)),
+                       " [", state == nullptr ? "" : state, "]");
+      out = r == nullptr || state == nullptr || TemporarySqlState(state)
+                ? absl::UnavailableError(msg)
+                : absl::InternalError(msg);
+    }
+    PQclear(r);
+    return out;
+  }
+
+  PGconn* conn_ = nullptr;
+  absl::flat_hash_map<std::string, std::string> names_;
+  bool in_flight_ = false;
+  std::optional<absl::StatusOr<Rows>> rows_;
+};
+
 class PostgresqlDatabase : public Database {
  public:
   PostgresqlDatabase(std::string conninfo, int pool_size)
@@ -409,6 +543,11 @@ class PostgresqlDatabase : public Database {
       if (broken) lease.set_broken();
       return s;
     }
+  }
+
+  absl::StatusOr<std::unique_ptr<AsyncConnection>> ConnectAsync(
+      const std::vector<std::string>& statements) override {
+    return PgAsyncConnection::Connect(conninfo_, statements);
   }
 
   absl::Status RunTransaction(std::function<absl::Status(Transaction&)> body) override {

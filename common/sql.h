@@ -82,6 +82,33 @@ class Transaction {
   virtual absl::StatusOr<Rows> Query(absl::string_view statement, const Params& params) = 0;
 };
 
+inline constexpr char kAsyncApplicationName[] = "sagator-loop";
+
+// A PostgreSQL connection for an event loop's thread: a statement is sent without
+// waiting, and its result is collected once the socket is readable, so one thread
+// serves its sockets and the database's at once. Only the statements given to
+// Database::ConnectAsync (prepared there). One statement in flight at a time.
+// Not thread-safe: one owner.
+//
+//   auto c = db->ConnectAsync({kInsert});           // blocks: connects, prepares
+//   absl::Status s = (*c)->Send(kInsert, params);    // does not wait
+//   ... wait until (*c)->fd() is readable ...
+//   std::optional<absl::StatusOr<Rows>> r = (*c)->Receive();  // nullopt: not yet
+// Its application_name (pg_stat_activity) is kAsyncApplicationName unless the
+// conninfo sets one.
+class AsyncConnection {
+ public:
+  virtual ~AsyncConnection() = default;
+  // The socket to wait on for readability.
+  virtual int fd() const = 0;
+  // Sends one of the prepared statements. Unavailable when the connection is lost,
+  // FailedPrecondition while a statement is in flight or for one not prepared.
+  virtual absl::Status Send(absl::string_view statement, const Params& params) = 0;
+  // Reads what arrived: nullopt while the result is incomplete (wait for fd() again),
+  // else the statement's rows or its error (as Database::Query's).
+  virtual std::optional<absl::StatusOr<Rows>> Receive() = 0;
+};
+
 class Database {
  public:
   virtual ~Database() = default;
@@ -97,6 +124,14 @@ class Database {
   // process's other writers wait for it, so `body` writes through `tx` only (a
   // write through the Database itself would wait for its own transaction).
   virtual absl::Status RunTransaction(std::function<absl::Status(Transaction&)> body) = 0;
+
+  // A new connection of its own for an event loop (AsyncConnection), with
+  // `statements` prepared on it. Blocks while it connects. PostgreSQL only:
+  // Unimplemented for SQLite, which never waits on a network.
+  virtual absl::StatusOr<std::unique_ptr<AsyncConnection>> ConnectAsync(
+      const std::vector<std::string>& statements) {
+    return absl::UnimplementedError("only PostgreSQL connects asynchronously");
+  }
 };
 
 // Opens the database the configuration describes; `base_dir` resolves a relative

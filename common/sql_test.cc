@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -145,6 +146,91 @@ INSTANTIATE_TEST_SUITE_P(Backends, SqlTest,
                          [](const auto& info) {
                            return info.param == Backend::kSqlite ? "Sqlite" : "Postgresql";
                          });
+
+// Waits until `c`'s statement has its result (poll on its socket, as a loop would).
+absl::StatusOr<Rows> AwaitResult(AsyncConnection& c) {
+  for (;;) {
+    pollfd p{c.fd(), POLLIN, 0};
+    if (poll(&p, 1, 10'000) != 1) return absl::DeadlineExceededError("no result in 10 s");
+    std::optional<absl::StatusOr<Rows>> r = c.Receive();
+    if (r.has_value()) return *std::move(r);
+  }
+}
+
+TEST(SqlAsync, SendsPreparedStatementsAndCollectsTheirRowsOrErrors) {
+  harness::PostgresInstance* pg = harness::SharedPostgresForTests();
+  ASSERT_NE(pg, nullptr);
+  auto db = OpenPostgresql(pg->conninfo(), 2);
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE((*db)->Query("DROP TABLE IF EXISTS async_kv", {}).ok());
+  ASSERT_TRUE((*db)->Query("CREATE TABLE async_kv (k TEXT PRIMARY KEY, n BIGINT)", {}).ok());
+  const std::string insert =
+      "INSERT INTO async_kv (k, n) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING RETURNING k, n";
+  const std::string divide = "SELECT 1 / CAST($1 AS BIGINT)";
+  auto c = (*db)->ConnectAsync({insert, divide});
+  ASSERT_TRUE(c.ok()) << c.status();
+  AsyncConnection& conn = **c;
+
+  ASSERT_TRUE(conn.Send(insert, {"a", 7}).ok());
+  // One statement at a time.
+  EXPECT_EQ(conn.Send(insert, {"b", 8}).code(), absl::StatusCode::kFailedPrecondition);
+  absl::StatusOr<Rows> rows = AwaitResult(conn);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].text(0), "a");
+  EXPECT_EQ((*rows)[0].integer(1), 7);
+  // The row is committed: the pool's connections see it.
+  auto seen = (*db)->Query("SELECT n FROM async_kv WHERE k = 'a'", {});
+  ASSERT_TRUE(seen.ok() && seen->size() == 1) << seen.status();
+
+  // A conflict returns no row; NULL parameters go as NULL.
+  ASSERT_TRUE(conn.Send(insert, {"a", Param()}).ok());
+  rows = AwaitResult(conn);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_TRUE(rows->empty());
+
+  // A statement's error is Internal (not a temporary failure), and the connection
+  // goes on.
+  ASSERT_TRUE(conn.Send(divide, {0}).ok());
+  rows = AwaitResult(conn);
+  EXPECT_EQ(rows.status().code(), absl::StatusCode::kInternal) << rows.status();
+  EXPECT_THAT(rows.status().message(), HasSubstr("22012"));
+  ASSERT_TRUE(conn.Send(divide, {2}).ok());
+  rows = AwaitResult(conn);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ((*rows)[0].integer(0), 0);
+
+  // Only what ConnectAsync prepared.
+  EXPECT_EQ(conn.Send("SELECT 2", {}).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(SqlAsync, ALostConnectionIsUnavailableAndSqliteHasNone) {
+  harness::PostgresInstance* pg = harness::SharedPostgresForTests();
+  ASSERT_NE(pg, nullptr);
+  auto db = OpenPostgresql(pg->conninfo(), 2);
+  ASSERT_TRUE(db.ok()) << db.status();
+  const std::string pid = "SELECT pg_backend_pid() + 0 * CAST($1 AS INTEGER)";
+  auto c = (*db)->ConnectAsync({pid});
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE((*c)->Send(pid, {0}).ok());
+  absl::StatusOr<Rows> rows = AwaitResult(**c);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  // The server ends this connection's backend (as a restart or an administrator would).
+  auto killed = (*db)->Query("SELECT pg_terminate_backend(CAST($1 AS INTEGER))",
+                             {(*rows)[0].text(0)});
+  ASSERT_TRUE(killed.ok()) << killed.status();
+  absl::Status sent = (*c)->Send(pid, {0});
+  if (sent.ok()) {
+    rows = AwaitResult(**c);
+    EXPECT_EQ(rows.status().code(), absl::StatusCode::kUnavailable) << rows.status();
+  } else {
+    EXPECT_EQ(sent.code(), absl::StatusCode::kUnavailable) << sent;
+  }
+
+  auto lite = OpenSqlite(absl::StrCat(std::getenv("TEST_TMPDIR"), "/async.db"), absl::Seconds(1));
+  ASSERT_TRUE(lite.ok()) << lite.status();
+  EXPECT_EQ((*lite)->ConnectAsync({}).status().code(), absl::StatusCode::kUnimplemented);
+}
 
 TEST(SqlOpen, UnreachableServersAndUnwritablePathsAreUnavailable) {
   auto pg = OpenPostgresql("host=127.0.0.1 port=1 connect_timeout=2", 1);
