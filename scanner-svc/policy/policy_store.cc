@@ -219,6 +219,14 @@ std::string ClientNetwork(absl::string_view address, int ipv4_prefix, int ipv6_p
   return Network(ip, ip.family == AF_INET ? ipv4_prefix : ipv6_prefix);
 }
 
+namespace {
+thread_local NewTripletCollector* current_collector = nullptr;
+}  // namespace
+
+NewTripletCollector::NewTripletCollector() { current_collector = this; }
+NewTripletCollector::~NewTripletCollector() { current_collector = nullptr; }
+NewTripletCollector* NewTripletCollector::Current() { return current_collector; }
+
 absl::StatusOr<std::unique_ptr<PolicyStore>> PolicyStore::Open(
     std::shared_ptr<sql::Database> db) {
   absl::Status s = sql::Migrate(*db, "policy", Schema());
@@ -250,8 +258,20 @@ absl::StatusOr<GreylistDecision> PolicyStore::Greylist(const Triplet& t,
       d.state = GreylistDecision::State::kKnown;
       return d;
     }
+    auto recorded = deferred_.find(key);
+    if (recorded != deferred_.end() && now >= recorded->second &&
+        now - recorded->second < min) {
+      d.state = GreylistDecision::State::kDeferred;
+      d.wait = absl::Seconds(recorded->second + min - now);
+      return d;
+    }
   }
-  if (access == Access::kMemoryOnly) return WouldWaitError("the triplet is not in memory");
+  if (access == Access::kMemoryOnly) {
+    if (NewTripletCollector* c = NewTripletCollector::Current()) {
+      c->triplets().push_back({this, t, now, p.auto_whitelist, max_age});
+    }
+    return WouldWaitError("the triplet is not in memory");
+  }
   // A triplet never seen (most of what gets this far: first attempts, which spam
   // bots never follow up) is recorded and deferred in one statement, shared with
   // other callers'. It records nothing when the triplet has a record, whatever its
@@ -365,7 +385,7 @@ absl::StatusOr<GreylistDecision> PolicyStore::Greylist(const Triplet& t,
 
 absl::StatusOr<bool> PolicyStore::RecordIfNew(const Triplet& t, const GreylistParams& p,
                                               int64_t now) {
-  PendingInsert me{&t, now, p.auto_whitelist, absl::ToInt64Seconds(p.max_age)};
+  PendingInsert me{{this, t, now, p.auto_whitelist, absl::ToInt64Seconds(p.max_age)}};
   absl::MutexLock lock(&insert_mu_);
   inserts_waiting_.push_back(&me);
   // Lead a statement when none runs (it carries the oldest waiting triplets, this
@@ -402,29 +422,39 @@ absl::StatusOr<bool> PolicyStore::RecordIfNew(const Triplet& t, const GreylistPa
 void PolicyStore::InsertBatch(const std::vector<PendingInsert*>& batch) {
   // Each triplet once: a second caller with the same one finds its record (the
   // query after RecordIfNew) and is deferred like the first.
-  absl::flat_hash_map<std::string, PendingInsert*> first;
-  std::vector<PendingInsert*> rows;
+  absl::flat_hash_map<std::string, const NewTriplet*> first;
+  std::vector<const NewTriplet*> rows;
   for (PendingInsert* b : batch) {
-    b->inserted = false;
-    if (first.emplace(TripletKey(*b->triplet), b).second) rows.push_back(b);
+    if (first.emplace(TripletKey(b->triplet.triplet), &b->triplet).second) {
+      rows.push_back(&b->triplet);
+    }
   }
+  absl::StatusOr<sql::Rows> done = db_->Query(InsertStatement(rows.size()), InsertParams(rows));
+  if (!done.ok()) {
+    for (PendingInsert* b : batch) b->inserted = done.status();
+    return;
+  }
+  std::vector<bool> recorded = Recorded(rows, *done);
+  absl::flat_hash_map<const NewTriplet*, bool> by_row;
+  for (size_t i = 0; i < rows.size(); ++i) by_row[rows[i]] = recorded[i];
+  for (PendingInsert* b : batch) {
+    auto row = by_row.find(&b->triplet);
+    b->inserted = row != by_row.end() && row->second;
+  }
+}
+
+std::string PolicyStore::InsertStatement(size_t rows) {
   // The client network may not be auto-whitelisted (column5: auto_whitelist,
   // column6: max_age, column7: the oldest last_seen that counts).
   std::string statement =
       "INSERT INTO greylist (client_net, sender, recipient, first_seen, last_seen, passed_at)"
       " SELECT v.column1, v.column2, v.column3, v.column4, v.column4, NULL FROM (VALUES ";
-  sql::Params params;
-  params.reserve(rows.size() * 7);
-  for (size_t i = 0; i < rows.size(); ++i) {
+  for (size_t i = 0; i < rows; ++i) {
     const size_t n = i * 7;
     absl::StrAppend(&statement, i == 0 ? "" : ", ", "(CAST($", n + 1, " AS TEXT), CAST($",
                     n + 2, " AS TEXT), CAST($", n + 3, " AS TEXT), CAST($", n + 4,
                     " AS BIGINT), CAST($", n + 5, " AS BIGINT), CAST($", n + 6,
                     " AS BIGINT), CAST($", n + 7, " AS BIGINT))");
-    const PendingInsert& r = *rows[i];
-    params.insert(params.end(), {r.triplet->client_network, r.triplet->sender,
-                                 r.triplet->recipient, r.now, r.auto_whitelist, r.max_age,
-                                 r.now - r.max_age});
   }
   absl::StrAppend(
       &statement,
@@ -432,23 +462,48 @@ void PolicyStore::InsertBatch(const std::vector<PendingInsert*>& batch) {
       " AND v.column5 > 0 AND c.passes >= v.column5 AND (v.column6 = 0 OR c.last_seen >= "
       "v.column7)) ON CONFLICT (client_net, sender, recipient) DO NOTHING"
       " RETURNING client_net, sender, recipient");
+  return statement;
+}
+
+sql::Params PolicyStore::InsertParams(const std::vector<const NewTriplet*>& triplets) {
+  sql::Params params;
+  params.reserve(triplets.size() * 7);
+  for (const NewTriplet* r : triplets) {
+    params.insert(params.end(), {r->triplet.client_network, r->triplet.sender,
+                                 r->triplet.recipient, r->now, r->auto_whitelist, r->max_age,
+                                 r->now - r->max_age});
+  }
+  return params;
+}
+
+std::vector<bool> PolicyStore::Recorded(const std::vector<const NewTriplet*>& triplets,
+                                        const sql::Rows& returned) {
   ++insert_statements_;
-  insert_rows_ += static_cast<int64_t>(rows.size());
-  absl::StatusOr<sql::Rows> done = db_->Query(statement, params);
-  if (!done.ok()) {
-    for (PendingInsert* b : batch) b->inserted = done.status();
-    return;
+  insert_rows_ += static_cast<int64_t>(triplets.size());
+  absl::flat_hash_map<std::string, size_t> index;
+  for (size_t i = 0; i < triplets.size(); ++i) index.emplace(TripletKey(triplets[i]->triplet), i);
+  std::vector<bool> recorded(triplets.size(), false);
+  for (const sql::Row& r : returned) {
+    std::string key = TripletKey({r.text(0), r.text(1), r.text(2)});
+    auto it = index.find(key);
+    if (it == index.end()) continue;
+    recorded[it->second] = true;
+    RememberDeferred(key, triplets[it->second]->now);
   }
-  for (const sql::Row& r : *done) {
-    auto it = first.find(TripletKey({r.text(0), r.text(1), r.text(2)}));
-    if (it != first.end()) it->second->inserted = true;
-  }
+  return recorded;
 }
 
 void PolicyStore::RememberPassed(const std::string& key, int64_t last_seen) {
   absl::MutexLock lock(&greylist_mu_);
   if (passed_.size() >= kMaxCachedTriplets) passed_.clear();
   passed_[key] = last_seen;
+  deferred_.erase(key);
+}
+
+void PolicyStore::RememberDeferred(const std::string& key, int64_t first_seen) {
+  absl::MutexLock lock(&greylist_mu_);
+  if (deferred_.size() >= kMaxCachedTriplets) deferred_.clear();
+  deferred_[key] = first_seen;
 }
 
 void PolicyStore::RememberClient(const std::string& client_net, int64_t passes,

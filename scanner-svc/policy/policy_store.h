@@ -29,11 +29,22 @@
 // commit for most triplets (policy_bench at 8 connections, in-process on
 // PostgreSQL: 1.2-1.27 triplets a statement); alone, a triplet goes at once.
 //
+// A triplet this store recorded as never seen is remembered too (up to
+// kMaxCachedTriplets) until `min` has passed: a retry before then is deferred from
+// memory. (Only another replica's auto-whitelisting of the client network within
+// that window is missed: such a retry is deferred once more than needed.)
+//
 // Greylist and FindListed can be asked to answer from memory only
 // (Access::kMemoryOnly): for a caller on an event loop's thread, which must not
 // wait on the database. When memory cannot answer (a new triplet, lists due for
 // their recheck or being reloaded) they return WouldWaitError (common/would_wait.h)
 // and change nothing; the caller asks again with kMayWait where waiting is fine.
+//
+// An event loop's thread can record never-seen triplets itself, on a connection of
+// its own (sql::AsyncConnection), instead of handing each to a thread that may wait:
+// a memory-only Greylist that misses a triplet notes it in the thread's
+// NewTripletCollector; the caller records it with InsertStatement / InsertParams and
+// hands the rows to Recorded, after which memory answers "deferred" for it.
 //
 // Thread-safe.
 #ifndef SAGATOR_SCANNER_SVC_POLICY_POLICY_STORE_H_
@@ -138,6 +149,39 @@ struct CleanupCounts {
 // Whether a lookup may query the database (see the file comment).
 enum class Access { kMayWait, kMemoryOnly };
 
+class PolicyStore;
+
+// A triplet a memory-only Greylist found nowhere in memory, with what recording it
+// takes.
+struct NewTriplet {
+  PolicyStore* store = nullptr;
+  Triplet triplet;
+  int64_t now = 0;  // Unix seconds
+  int64_t auto_whitelist = 0;
+  int64_t max_age = 0;  // seconds
+};
+
+// While one lives, the memory-only Greylist calls on its thread note the triplets
+// they miss in it. At most one per thread at a time.
+//
+//   policy::NewTripletCollector misses;
+//   ... run the chain memory-only ...
+//   for (const policy::NewTriplet& t : misses.triplets()) ...
+class NewTripletCollector {
+ public:
+  NewTripletCollector();
+  ~NewTripletCollector();
+  NewTripletCollector(const NewTripletCollector&) = delete;
+  NewTripletCollector& operator=(const NewTripletCollector&) = delete;
+
+  std::vector<NewTriplet>& triplets() { return triplets_; }
+  // The collector of this thread, or nullptr.
+  static NewTripletCollector* Current();
+
+ private:
+  std::vector<NewTriplet> triplets_;
+};
+
 class PolicyStore {
  public:
   static constexpr size_t kMaxCachedTriplets = 200000;
@@ -179,6 +223,16 @@ class PolicyStore {
 
   sql::Database& database() { return *db_; }
 
+  // The statement that records `rows` never-seen triplets at once (each unless it
+  // has a record or its client network is auto-whitelisted), returning those it
+  // recorded; and its parameters for `triplets` (each once; at most kMaxInsertBatch).
+  static std::string InsertStatement(size_t rows);
+  static sql::Params InsertParams(const std::vector<const NewTriplet*>& triplets);
+  // Takes the result of that statement: remembers the triplets it recorded as
+  // deferred and counts the statement. For each triplet, whether it was recorded.
+  std::vector<bool> Recorded(const std::vector<const NewTriplet*>& triplets,
+                             const sql::Rows& returned);
+
   // Statements sent so far to record never-seen triplets, and the triplets (rows)
   // they carried, recorded or not (up to kMaxInsertBatch a statement).
   int64_t insert_statements() const { return insert_statements_.load(); }
@@ -189,8 +243,7 @@ class PolicyStore {
 
   // A never-seen triplet waiting to be recorded (RecordIfNew).
   struct PendingInsert {
-    const Triplet* triplet;
-    int64_t now, auto_whitelist, max_age;
+    NewTriplet triplet;
     absl::StatusOr<bool> inserted = false;  // set by the statement that carried it
     bool done = false;                      // under insert_mu_
   };
@@ -204,6 +257,8 @@ class PolicyStore {
   // Remembers a passed triplet (key TripletKey) or a whitelisted client network
   // last seen at `last_seen` (Unix seconds).
   void RememberPassed(const std::string& key, int64_t last_seen);
+  // Remembers a triplet this store recorded as first seen at `first_seen`.
+  void RememberDeferred(const std::string& key, int64_t first_seen);
   void RememberClient(const std::string& client_net, int64_t passes, int64_t last_seen);
   // Marks the in-memory lists stale and bumps the version other replicas check.
   absl::Status ListsChanged();
@@ -233,6 +288,8 @@ class PolicyStore {
     int64_t last_seen = 0;
   };
   absl::flat_hash_map<std::string, ClientRecord> whitelisted_ ABSL_GUARDED_BY(greylist_mu_);
+  // Triplets this store recorded as never seen -> first_seen (Unix seconds).
+  absl::flat_hash_map<std::string, int64_t> deferred_ ABSL_GUARDED_BY(greylist_mu_);
 
   absl::Mutex insert_mu_;
   std::deque<PendingInsert*> inserts_waiting_ ABSL_GUARDED_BY(insert_mu_);

@@ -390,12 +390,75 @@ TEST_P(PolicyStoreTest, ListChangesElsewhereShowWithinTheRecheckInterval) {
 
 // Access::kMemoryOnly (a caller on an event loop): answers only what memory holds,
 // says "would wait" for the rest and then changes nothing in the database.
+TEST_P(PolicyStoreTest, RecordsTheTripletsAnEventLoopMissedWithOneStatement) {
+  ASSERT_NE(store_, nullptr);
+  // A record another replica made, and a client network already auto-whitelisted.
+  Triplet known{"192.0.2.0/24", "old@example.org", "bob@example.net"};
+  auto other = PolicyStore::Open(db_);
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto first = (*other)->Greylist(known, params_, t0_);
+  ASSERT_TRUE(first.ok() && first->state == State::kDeferred) << first.status();
+  ASSERT_TRUE(db_->Query("INSERT INTO greylist_clients (client_net, passes, last_seen)"
+                         " VALUES ('198.51.100.0/24', 9, $1)",
+                         {absl::ToUnixSeconds(t0_)})
+                  .ok());
+  const absl::Time now = t0_ + absl::Seconds(10);
+  std::vector<Triplet> triplets = {
+      t_, {"203.0.113.0/24", "x@example.org", "y@example.net"}, known,
+      {"198.51.100.0/24", "big@example.com", "bob@example.net"}};
+  std::vector<NewTriplet> misses;
+  {
+    NewTripletCollector collector;
+    for (const Triplet& t : triplets) {
+      auto d = store_->Greylist(t, params_, now, Access::kMemoryOnly);
+      EXPECT_TRUE(!d.ok() && IsWouldWait(d.status())) << d.status();
+    }
+    misses = collector.triplets();
+  }
+  ASSERT_EQ(misses.size(), 4u);
+  std::vector<const NewTriplet*> rows;
+  for (const NewTriplet& m : misses) rows.push_back(&m);
+  const int64_t statements = store_->insert_statements();
+  auto returned = db_->Query(PolicyStore::InsertStatement(rows.size()),
+                             PolicyStore::InsertParams(rows));
+  ASSERT_TRUE(returned.ok()) << returned.status();
+  EXPECT_THAT(store_->Recorded(rows, *returned), ::testing::ElementsAre(true, true, false, false));
+  EXPECT_EQ(store_->insert_statements(), statements + 1);
+
+  // The recorded ones are deferred from memory for min; the others still need the
+  // database, which decides them as before.
+  for (int i : {0, 1}) {
+    auto d = store_->Greylist(triplets[i], params_, now + absl::Seconds(60), Access::kMemoryOnly);
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->state, State::kDeferred);
+    EXPECT_EQ(d->wait, absl::Seconds(240));
+  }
+  for (int i : {2, 3}) {
+    auto d = store_->Greylist(triplets[i], params_, now, Access::kMemoryOnly);
+    EXPECT_TRUE(!d.ok() && IsWouldWait(d.status())) << d.status();
+  }
+  EXPECT_EQ(Check(known, now).wait, absl::Seconds(290));
+  EXPECT_EQ(Check(triplets[3], now).state, State::kClientWhitelisted);
+  EXPECT_EQ(Check(t_, t0_ + absl::Seconds(311)).state, State::kPassedNow);
+}
+
 TEST_P(PolicyStoreTest, MemoryOnlyAnswersFromMemoryOrSaysItWouldWait) {
   ASSERT_NE(store_, nullptr);
   auto memory_only = [&](const Triplet& t, absl::Time now) {
     return store_->Greylist(t, params_, now, Access::kMemoryOnly);
   };
-  absl::StatusOr<GreylistDecision> d = memory_only(t_, t0_);
+  absl::StatusOr<GreylistDecision> d;
+  {
+    policy::NewTripletCollector misses;
+    d = memory_only(t_, t0_);
+    // The miss is noted, with what recording it takes.
+    ASSERT_EQ(misses.triplets().size(), 1u);
+    EXPECT_EQ(misses.triplets()[0].store, store_.get());
+    EXPECT_EQ(misses.triplets()[0].triplet.sender, t_.sender);
+    EXPECT_EQ(misses.triplets()[0].now, absl::ToUnixSeconds(t0_));
+    EXPECT_EQ(misses.triplets()[0].auto_whitelist, params_.auto_whitelist);
+  }
+  EXPECT_EQ(policy::NewTripletCollector::Current(), nullptr);
   ASSERT_FALSE(d.ok());
   EXPECT_TRUE(IsWouldWait(d.status())) << d.status();
   auto records = store_->GreylistRecords("", 10);
@@ -403,9 +466,13 @@ TEST_P(PolicyStoreTest, MemoryOnlyAnswersFromMemoryOrSaysItWouldWait) {
   EXPECT_TRUE(records->empty()) << "a memory-only lookup wrote a record";
 
   Check(t_, t0_);
-  // Deferred triplets are not in memory: a retry before min asks the database.
+  // A triplet this store recorded is deferred from memory until min.
   d = memory_only(t_, t0_ + absl::Seconds(100));
-  EXPECT_TRUE(!d.ok() && IsWouldWait(d.status())) << d.status();
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->state, State::kDeferred);
+  EXPECT_EQ(d->wait, absl::Seconds(200));
+  d = memory_only(t_, t0_ + absl::Seconds(300));
+  EXPECT_TRUE(!d.ok() && IsWouldWait(d.status())) << "past min: " << d.status();
   EXPECT_EQ(Check(t_, t0_ + absl::Seconds(301)).state, State::kPassedNow);
   d = memory_only(t_, t0_ + absl::Seconds(302));
   ASSERT_TRUE(d.ok()) << d.status();
