@@ -14,6 +14,7 @@
 #define SAGATOR_COMMON_SCANNER_CLIENT_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,6 +24,10 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "sagator/scanner/v1/scanner.pb.h"
+
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
 
 namespace sagator {
 
@@ -58,6 +63,27 @@ class ScannerClient {
   // thread that may block. The default: always nullopt.
   virtual std::optional<absl::StatusOr<scanner::v1::PolicyResponse>> TryCheckPolicyNow(
       const scanner::v1::PolicyRequest& request);
+
+  // Decides policy requests on one event loop's thread (its io_context), without
+  // blocking it: TryCheckPolicyNow, and beyond it what waits only for one database
+  // write the decider can run on the loop itself (in-process on PostgreSQL:
+  // recording a never-seen greylist triplet on a connection of its own), which
+  // spares the hand-off to a thread that may wait and back. Use it from that thread
+  // only; it must not outlive the client or the io_context.
+  class LoopDecider {
+   public:
+    using Done = std::function<void(std::optional<absl::StatusOr<scanner::v1::PolicyResponse>>)>;
+    virtual ~LoopDecider() = default;
+    // Calls `done` once, on the loop's thread (at once when memory answers), by
+    // `deadline`: with the decision, or with nullopt when it cannot be had this way
+    // (then call CheckPolicy on a thread that may block).
+    virtual void Decide(std::shared_ptr<const scanner::v1::PolicyRequest> request,
+                        absl::Time deadline, Done done) = 0;
+  };
+  // A decider for the loop of `io`; nullptr (the default) when this client has none.
+  virtual std::unique_ptr<LoopDecider> NewLoopDecider(boost::asio::io_context& io) {
+    return nullptr;
+  }
 
   // Cancels every call in flight and makes later calls fail with CANCELLED (used at
   // a gateway's shutdown, after its grace period).

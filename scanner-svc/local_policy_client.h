@@ -28,6 +28,13 @@ class LocalPolicyClient final : public ScannerClient {
   // and whitelisted clients and sql_list's lists answer on the caller's thread.
   std::optional<absl::StatusOr<scanner::v1::PolicyResponse>> TryCheckPolicyNow(
       const scanner::v1::PolicyRequest& request) override;
+  // Records never-seen greylist triplets of a PostgreSQL store on the loop (see
+  // ScannerClient::LoopDecider), up to kLoopBatch a statement on a connection per
+  // store; memory then answers "deferred". Anything else (SQLite, lists due for
+  // their recheck, a triplet with a record, a database error) goes back to the
+  // caller to decide on a thread that may wait.
+  std::unique_ptr<LoopDecider> NewLoopDecider(boost::asio::io_context& io) override;
+  static constexpr size_t kLoopBatch = 8;
   void CancelAll() override { cancelled_ = true; }
 
  private:

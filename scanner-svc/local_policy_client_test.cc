@@ -3,9 +3,17 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <cstdlib>
+#include <memory>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/sql.h"
+#include "tests/harness/postgres.h"
 
 namespace sagator {
 namespace {
@@ -90,6 +98,203 @@ TEST(LocalPolicyClient, AnswersAtOnceOnlyWhatMemoryHolds) {
   now = client->TryCheckPolicyNow(Request("nonexistent"));
   ASSERT_TRUE(now.has_value());
   EXPECT_EQ(now->status().code(), absl::StatusCode::kNotFound);
+}
+
+// ---------------------------------------------------------------- LoopDecider
+
+// A client on a new PostgreSQL database of the test's cluster, greylisting for 5 min.
+std::unique_ptr<LocalPolicyClient> PostgresClient(std::string* conninfo) {
+  static int databases = 0;
+  harness::PostgresInstance* pg = harness::SharedPostgresForTests();
+  EXPECT_NE(pg, nullptr);
+  if (pg == nullptr) return nullptr;
+  std::string name = absl::StrCat("loop", ++databases);
+  auto admin = sql::OpenPostgresql(pg->conninfo(), 1);
+  EXPECT_TRUE(admin.ok() && (*admin)->Query(absl::StrCat("CREATE DATABASE ", name), {}).ok());
+  *conninfo = pg->ConnInfoFor(name);
+  auto cfg = LoadConfigString(
+      absl::StrCat("databases: {default: {postgresql: {conninfo: '", *conninfo,
+                   "', pool_size: 2}}}\n"
+                   "chains:\n"
+                   "  policy: [sql_list, {greylist: {min: 300s}}]\n"),
+      "t.yaml", "/");
+  EXPECT_TRUE(cfg.ok()) << cfg.status();
+  if (!cfg.ok()) return nullptr;
+  auto chains = ChainSet::Create(*cfg, {"policy"});
+  EXPECT_TRUE(chains.ok()) << chains.status();
+  if (!chains.ok()) return nullptr;
+  return std::make_unique<LocalPolicyClient>(*std::move(chains), absl::Seconds(10));
+}
+
+// How a LoopDecider answered one request.
+struct LoopOutcome {
+  bool at_once = false;  // `done` ran inside Decide
+  bool answered = false;
+  std::optional<absl::StatusOr<scanner::v1::PolicyResponse>> decision;
+};
+
+// Decides `requests` (all handed over before the loop runs), then runs the loop
+// until each is answered.
+std::vector<LoopOutcome> DecideOnLoop(boost::asio::io_context& io,
+                                      ScannerClient::LoopDecider& decider,
+                                      const std::vector<scanner::v1::PolicyRequest>& requests,
+                                      absl::Duration deadline = absl::Seconds(10)) {
+  auto out = std::make_shared<std::vector<LoopOutcome>>(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    bool inside = true;
+    decider.Decide(std::make_shared<scanner::v1::PolicyRequest>(requests[i]),
+                   absl::Now() + deadline, [out, i, &inside](auto decision) {
+                     (*out)[i].at_once = inside;
+                     (*out)[i].answered = true;
+                     (*out)[i].decision = std::move(decision);
+                   });
+    inside = false;
+  }
+  const absl::Time give_up = absl::Now() + deadline + absl::Seconds(5);
+  auto all = [&] {
+    return std::all_of(out->begin(), out->end(), [](const LoopOutcome& o) { return o.answered; });
+  };
+  while (!all() && absl::Now() < give_up) {
+    io.restart();
+    io.run_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(all()) << "a request was never answered";
+  return *out;
+}
+
+scanner::v1::PolicyRequest NewTriplet(const std::string& sender) {
+  scanner::v1::PolicyRequest r = Request("policy");
+  r.mutable_envelope()->set_sender(sender);
+  return r;
+}
+
+// Decides new triplets as smtpd_policy does (what the decider sends back goes to
+// CheckPolicy) until one is recorded on the loop: the decider connects in the
+// background at first, and memory holds nothing (lists, cleanup) before the first
+// decision that may wait. False after 10 s.
+bool WaitUntilDecidedOnLoop(LocalPolicyClient& client, boost::asio::io_context& io,
+                            ScannerClient::LoopDecider& decider, const std::string& tag) {
+  for (int i = 0; i < 500; ++i) {
+    scanner::v1::PolicyRequest req = NewTriplet(absl::StrCat(tag, i, "@example.org"));
+    std::vector<LoopOutcome> o = DecideOnLoop(io, decider, {req});
+    if (o[0].decision.has_value()) return true;
+    EXPECT_EQ(client.CheckPolicy(req)->outcome(), common::v1::TEMPFAIL);
+    absl::SleepFor(absl::Milliseconds(20));
+    io.restart();
+    io.poll();  // takes over a connection made meanwhile
+  }
+  return false;
+}
+
+TEST(LoopDecider, RecordsNewTripletsOnTheLoopAndAnswersRepeatsFromMemory) {
+  std::string conninfo;
+  auto client = PostgresClient(&conninfo);
+  ASSERT_NE(client, nullptr);
+  boost::asio::io_context io;
+  auto decider = client->NewLoopDecider(io);
+  ASSERT_NE(decider, nullptr);
+  ASSERT_TRUE(WaitUntilDecidedOnLoop(*client, io, *decider, "warm"));
+
+  // Several new triplets at once: each gets its own answer, after its record.
+  std::vector<scanner::v1::PolicyRequest> batch;
+  for (int i = 0; i < 12; ++i) batch.push_back(NewTriplet(absl::StrCat("n", i, "@example.org")));
+  std::vector<LoopOutcome> out = DecideOnLoop(io, *decider, batch);
+  auto db = sql::OpenPostgresql(conninfo, 1);
+  ASSERT_TRUE(db.ok()) << db.status();
+  for (size_t i = 0; i < out.size(); ++i) {
+    ASSERT_TRUE(out[i].decision.has_value()) << i;
+    ASSERT_TRUE(out[i].decision->ok()) << out[i].decision->status();
+    EXPECT_FALSE(out[i].at_once);
+    EXPECT_EQ((**out[i].decision).outcome(), common::v1::TEMPFAIL);
+    EXPECT_THAT((**out[i].decision).reply_text(), HasSubstr("Greylisted, try again in 300"));
+    auto rows = (*db)->Query("SELECT first_seen, passed_at FROM greylist WHERE sender = $1",
+                             {batch[i].envelope().sender()});
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    ASSERT_EQ(rows->size(), 1u) << batch[i].envelope().sender();
+    EXPECT_TRUE((*rows)[0].is_null(1));
+  }
+  // A retry before min: from memory, at once. Through the pool's path: the same.
+  out = DecideOnLoop(io, *decider, {batch[0]});
+  EXPECT_TRUE(out[0].at_once);
+  ASSERT_TRUE(out[0].decision.has_value() && out[0].decision->ok());
+  EXPECT_EQ((**out[0].decision).outcome(), common::v1::TEMPFAIL);
+  EXPECT_EQ(client->CheckPolicy(batch[1])->outcome(), common::v1::TEMPFAIL);
+  // The loop's connection is named for pg_stat_activity.
+  auto loops = (*db)->Query("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                            {sql::kAsyncApplicationName});
+  ASSERT_TRUE(loops.ok()) << loops.status();
+  EXPECT_EQ((*loops)[0].integer(0), 1);
+}
+
+TEST(LoopDecider, SendsRequestsBackWhenItsConnectionIsLostThenReconnects) {
+  std::string conninfo;
+  auto client = PostgresClient(&conninfo);
+  ASSERT_NE(client, nullptr);
+  boost::asio::io_context io;
+  auto decider = client->NewLoopDecider(io);
+  ASSERT_TRUE(WaitUntilDecidedOnLoop(*client, io, *decider, "before"));
+  auto db = sql::OpenPostgresql(conninfo, 1);
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto killed = (*db)->Query(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+      {sql::kAsyncApplicationName});
+  ASSERT_TRUE(killed.ok() && killed->size() == 1) << killed.status();
+  absl::SleepFor(absl::Milliseconds(100));
+  // The request in hand goes back to the caller (no answer is invented) ...
+  std::vector<LoopOutcome> out = DecideOnLoop(io, *decider, {NewTriplet("lost@example.org")});
+  EXPECT_FALSE(out[0].decision.has_value());
+  // ... and the caller's usual path decides it.
+  EXPECT_EQ(client->CheckPolicy(NewTriplet("lost@example.org"))->outcome(), common::v1::TEMPFAIL);
+  // Later requests reconnect.
+  EXPECT_TRUE(WaitUntilDecidedOnLoop(*client, io, *decider, "after"));
+}
+
+TEST(LoopDecider, AStatementPastTheDeadlineSendsTheRequestBackInTime) {
+  std::string conninfo;
+  auto client = PostgresClient(&conninfo);
+  ASSERT_NE(client, nullptr);
+  boost::asio::io_context io;
+  auto decider = client->NewLoopDecider(io);
+  ASSERT_TRUE(WaitUntilDecidedOnLoop(*client, io, *decider, "warm"));
+  auto db = sql::OpenPostgresql(conninfo, 1);
+  ASSERT_TRUE(db.ok()) << db.status();
+  // Another session holds a lock that makes every insert wait for 3 s.
+  std::thread locker([&] {
+    absl::Status s = (*db)->RunTransaction([](sql::Transaction& tx) {
+      absl::Status locked = tx.Query("LOCK TABLE greylist IN EXCLUSIVE MODE", {}).status();
+      absl::SleepFor(absl::Seconds(3));
+      return locked;
+    });
+    EXPECT_TRUE(s.ok()) << s;
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  const absl::Time start = absl::Now();
+  std::vector<LoopOutcome> out =
+      DecideOnLoop(io, *decider, {NewTriplet("slow@example.org")}, absl::Milliseconds(500));
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_FALSE(out[0].decision.has_value());
+  EXPECT_GE(took, absl::Milliseconds(450));
+  EXPECT_LT(took, absl::Milliseconds(2000)) << "waited for the lock, not the deadline";
+  locker.join();
+  EXPECT_TRUE(WaitUntilDecidedOnLoop(*client, io, *decider, "after"));
+}
+
+TEST(LoopDecider, OnSqliteAnswersFromMemoryAndSendsTheRestBack) {
+  auto client = Client("");
+  ASSERT_NE(client, nullptr);
+  boost::asio::io_context io;
+  auto decider = client->NewLoopDecider(io);
+  ASSERT_NE(decider, nullptr);
+  scanner::v1::PolicyRequest req = NewTriplet("lite@example.org");
+  std::vector<LoopOutcome> out = DecideOnLoop(io, *decider, {req});
+  EXPECT_TRUE(out[0].at_once);
+  EXPECT_FALSE(out[0].decision.has_value()) << "SQLite has no connection for the loop";
+  EXPECT_EQ(client->CheckPolicy(req)->outcome(), common::v1::TEMPFAIL);
+  EXPECT_EQ(client->CheckPolicy(req)->outcome(), common::v1::PASS);  // min: 0s
+  out = DecideOnLoop(io, *decider, {req});
+  EXPECT_TRUE(out[0].at_once);
+  ASSERT_TRUE(out[0].decision.has_value() && out[0].decision->ok());
+  EXPECT_EQ((**out[0].decision).outcome(), common::v1::PASS);
 }
 
 }  // namespace

@@ -2,6 +2,9 @@
 
 #include <utility>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
@@ -120,6 +123,43 @@ std::optional<absl::StatusOr<scanner::v1::PolicyResponse>> FakeScannerClient::Tr
     ++at_once_calls_;
   }
   return Answer(request);
+}
+
+void FakeScannerClient::SetOnLoop(std::function<bool(const scanner::v1::PolicyRequest&)> on_loop) {
+  absl::MutexLock lock(&mu_);
+  on_loop_ = std::move(on_loop);
+}
+
+std::unique_ptr<ScannerClient::LoopDecider> FakeScannerClient::NewLoopDecider(
+    boost::asio::io_context& io) {
+  class Decider : public LoopDecider {
+   public:
+    Decider(FakeScannerClient* client, boost::asio::io_context& io) : client_(client), io_(io) {}
+    void Decide(std::shared_ptr<const scanner::v1::PolicyRequest> request, absl::Time,
+                Done done) override {
+      if (auto now = client_->TryCheckPolicyNow(*request)) return done(std::move(now));
+      {
+        absl::MutexLock lock(&client_->mu_);
+        if (!client_->on_loop_(*request)) return done(std::nullopt);
+        ++client_->on_loop_calls_;
+      }
+      boost::asio::post(io_, [client = client_, request, done = std::move(done)] {
+        done(client->Answer(*request));
+      });
+    }
+
+   private:
+    FakeScannerClient* client_;
+    boost::asio::io_context& io_;
+  };
+  absl::MutexLock lock(&mu_);
+  if (!on_loop_) return nullptr;
+  return std::make_unique<Decider>(this, io);
+}
+
+int FakeScannerClient::on_loop_calls() const {
+  absl::MutexLock lock(&mu_);
+  return on_loop_calls_;
 }
 
 int FakeScannerClient::at_once_calls() const {

@@ -55,6 +55,11 @@ class FakeScannerClient : public ScannerClient {
   // The requests TryCheckPolicyNow answers (with the policy handler's answer), as
   // the in-process client does for records in memory; by default none.
   void SetAtOnce(std::function<bool(const scanner::v1::PolicyRequest&)> at_once);
+  // The requests its LoopDecider answers later on the loop (posted to the
+  // io_context, with the policy handler's answer), as the in-process client does
+  // for a new triplet it records there; the others it sends back (nullopt). Without
+  // one (the default) NewLoopDecider gives nullptr.
+  void SetOnLoop(std::function<bool(const scanner::v1::PolicyRequest&)> on_loop);
 
   absl::StatusOr<ScanReply> Scan(const scanner::v1::ScanHeader& header,
                                   absl::string_view message) override;
@@ -65,11 +70,14 @@ class FakeScannerClient : public ScannerClient {
       const scanner::v1::PolicyBatchRequest& batch) override;
   std::optional<absl::StatusOr<scanner::v1::PolicyResponse>> TryCheckPolicyNow(
       const scanner::v1::PolicyRequest& request) override;
+  std::unique_ptr<LoopDecider> NewLoopDecider(boost::asio::io_context& io) override;
   void CancelAll() override;
 
   int calls() const;
   // Requests TryCheckPolicyNow answered.
   int at_once_calls() const;
+  // Requests its LoopDecider answered on the loop.
+  int on_loop_calls() const;
   // Requests CheckPolicy answered (those of batches included).
   int policy_calls() const;
   // The sizes of the CheckPolicies batches, in order.
@@ -86,6 +94,8 @@ class FakeScannerClient : public ScannerClient {
   PolicyHandler policy_handler_ ABSL_GUARDED_BY(mu_);
   std::function<bool(const scanner::v1::PolicyRequest&)> at_once_ ABSL_GUARDED_BY(mu_);
   int at_once_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::function<bool(const scanner::v1::PolicyRequest&)> on_loop_ ABSL_GUARDED_BY(mu_);
+  int on_loop_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int policy_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<int> policy_batches_ ABSL_GUARDED_BY(mu_);
   absl::Duration delay_ ABSL_GUARDED_BY(mu_);

@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
             << " requests (" << st.dunno << " DUNNO, " << st.ok << " OK, " << st.prepend
             << " PREPEND, " << st.deferred << " DEFER_IF_PERMIT, " << st.rejected << " REJECT, "
             << st.discarded << " DISCARD), " << st.decided_at_once << " decided at once from memory, "
-            << "the others in " << st.scanner_calls << " decision calls, "
+            << st.decided_on_loop << " on the I/O threads after a write, the others in " << st.scanner_calls << " decision calls, "
             << st.scanner_failures << " scanner-svc failures ("
             << st.fail_open << " fail-open), " << st.protocol_errors << " protocol errors";
   return 0;

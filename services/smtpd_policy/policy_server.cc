@@ -62,6 +62,7 @@ struct Counters {
   std::atomic<int64_t> timeouts{0};
   std::atomic<int64_t> scanner_calls{0};
   std::atomic<int64_t> decided_at_once{0};
+  std::atomic<int64_t> decided_on_loop{0};
 };
 
 using PolicyResult = absl::StatusOr<scanner::v1::PolicyResponse>;
@@ -74,6 +75,7 @@ struct PendingDecision {
   explicit PendingDecision(const asio::any_io_executor& ex) : timer(ex) {}
   asio::steady_timer timer;            // I/O thread only
   std::optional<PolicyResult> result;  // I/O thread only
+  bool answered = false;               // the LoopDecider called back (I/O thread only)
   std::atomic<bool> abandoned{false};  // the coroutine gave up: skip the call
 };
 
@@ -154,6 +156,7 @@ class PolicyServer::Impl {
       for (Lane& lane : lanes_) {
         lane.queue.clear();
         lane.pump_timer.reset();
+        lane.decider.reset();
         lane.log.Flush();
       }
     });
@@ -176,6 +179,7 @@ class PolicyServer::Impl {
     s.timeouts = counters_.timeouts;
     s.scanner_calls = counters_.scanner_calls;
     s.decided_at_once = counters_.decided_at_once;
+    s.decided_on_loop = counters_.decided_on_loop;
     return s;
   }
 
@@ -262,7 +266,7 @@ class PolicyServer::Impl {
     auto shared_request = std::make_shared<const scanner::v1::PolicyRequest>(
         ToPolicyRequest(attributes, opt_.chain, opt_.send_attributes));
     const scanner::v1::PolicyRequest& request = *shared_request;
-    PolicyResult response = co_await Decide(shared_request, c->io_index);
+    PolicyResult response = co_await Decide(shared_request, c->io_index, start);
 
     PolicyAction action;
     std::string error;
@@ -325,19 +329,44 @@ class PolicyServer::Impl {
     co_return reply;
   }
 
-  // Decides at once when the client can without waiting; else queues the request
-  // for a call to scanner-svc (Pump) and waits for its answer until the decision
-  // deadline.
+  // Decides at once when the client can without waiting, or on this I/O thread
+  // when its LoopDecider can; else queues the request for a call to scanner-svc
+  // (Pump) and waits for its answer until the decision deadline (policy_timeout
+  // after `start`).
   awaitable<PolicyResult> Decide(std::shared_ptr<const scanner::v1::PolicyRequest> request,
-                                 int io_index) {
-    if (std::optional<PolicyResult> now = scanner_->TryCheckPolicyNow(*request)) {
+                                 int io_index, Clock::time_point start) {
+    Lane& lane = lanes_[static_cast<size_t>(io_index)];
+    const Clock::time_point deadline = start + net::ToChrono(opt_.policy_timeout);
+    asio::any_io_executor ex = co_await asio::this_coro::executor;
+    if (!lane.decider_made) {
+      lane.decider_made = true;
+      lane.decider = scanner_->NewLoopDecider(server_.io(io_index));
+    }
+    if (lane.decider != nullptr) {
+      auto pending = std::make_shared<PendingDecision>(ex);
+      lane.decider->Decide(
+          request, absl::Now() + absl::FromChrono(deadline - Clock::now()),
+          [pending](std::optional<PolicyResult> r) {
+            pending->answered = true;
+            pending->result = std::move(r);
+            pending->timer.cancel();
+          });
+      const bool at_once = pending->answered;
+      if (!at_once) {
+        pending->timer.expires_at(deadline);
+        boost::system::error_code ec;
+        co_await pending->timer.async_wait(redirect_error(use_awaitable, ec));
+      }
+      if (pending->result.has_value()) {
+        ++(at_once ? counters_.decided_at_once : counters_.decided_on_loop);
+        co_return std::move(*pending->result);
+      }
+    } else if (std::optional<PolicyResult> now = scanner_->TryCheckPolicyNow(*request)) {
       ++counters_.decided_at_once;
       co_return std::move(*now);
     }
-    asio::any_io_executor ex = co_await asio::this_coro::executor;
     auto pending = std::make_shared<PendingDecision>(ex);
-    pending->timer.expires_after(net::ToChrono(opt_.policy_timeout));
-    Lane& lane = lanes_[static_cast<size_t>(io_index)];
+    pending->timer.expires_at(deadline);
     lane.queue.push_back({pending, std::move(request), Clock::now()});
     Pump(io_index);
     boost::system::error_code ec;
@@ -449,6 +478,9 @@ class PolicyServer::Impl {
     std::optional<asio::steady_timer> pump_timer;
     bool pump_timer_armed = false;
     RequestLog log;
+    // Made on the lane's thread at its first decision (ScannerClient::NewLoopDecider).
+    std::unique_ptr<ScannerClient::LoopDecider> decider;
+    bool decider_made = false;
   };
   std::vector<Lane> lanes_;
   const int lane_calls_;

@@ -12,7 +12,9 @@
 // coroutines, each thread its share of them; the calls to scanner-svc block on
 // gRPC, so they run on a pool of `prefork` threads. A request the ScannerClient can
 // answer without waiting (in-process, from the records in memory:
-// TryCheckPolicyNow) is decided on its I/O thread itself.
+// TryCheckPolicyNow) is decided on its I/O thread itself, and so is one the
+// client's LoopDecider can decide there (in-process on PostgreSQL: a never-seen
+// triplet, recorded on the thread's own database connection).
 // Requests that arrive while calls are in flight are batched into the next call
 // (CheckPolicies): at light load each request goes alone at once, under load one
 // call carries many (see Pump in the .cc). Postfix is
@@ -105,6 +107,10 @@ struct PolicyServerStats : net::ConnectionCounts {
   // Requests decided on the I/O thread, without a call (ScannerClient::
   // TryCheckPolicyNow: in-process, from the records in memory).
   int64_t decided_at_once = 0;
+  // Requests decided on the I/O thread after a database write there
+  // (ScannerClient::LoopDecider: in-process, a never-seen triplet recorded on the
+  // I/O thread's own PostgreSQL connection).
+  int64_t decided_on_loop = 0;
 };
 
 class PolicyServer {

@@ -541,6 +541,32 @@ TEST_F(PolicyServerTest, RequestsTheClientCanAnswerAtOnceNeedNoCall) {
   server_->Shutdown();  // before `client` goes
 }
 
+// What the client's LoopDecider can decide on the I/O thread (in-process on
+// PostgreSQL: a new triplet recorded there) needs no call either; what it sends
+// back goes the usual way.
+TEST_F(PolicyServerTest, RequestsTheLoopDeciderDecidesNeedNoCall) {
+  FakeScannerClient client;
+  client.SetPolicyHandler(ScriptedPolicy);
+  client.SetAtOnce([](const scanner::v1::PolicyRequest& r) {
+    return absl::StrContains(r.recipient(), "-0.");  // the first of each connection
+  });
+  client.SetOnLoop([](const scanner::v1::PolicyRequest& r) {
+    return absl::StartsWith(r.recipient(), "reject@");
+  });
+  StartServerWith(Options(), &client);
+  EXPECT_EQ(AskConcurrently(port_, 8, 10), 80);
+  PolicyServerStats s = server_->stats();
+  EXPECT_EQ(s.requests, 80);
+  EXPECT_EQ(s.rejected, 64);
+  EXPECT_EQ(s.decided_at_once, 8);
+  EXPECT_EQ(s.decided_on_loop, 56);
+  EXPECT_EQ(client.on_loop_calls(), 56);
+  // Only the error@ requests, which the decider sent back, were called.
+  EXPECT_EQ(client.policy_calls(), 16);
+  EXPECT_EQ(s.scanner_failures, 16);
+  server_->Shutdown();  // before `client` goes
+}
+
 // max_batch 1 (in-process): every queued request gets a call of its own at once.
 TEST_F(PolicyServerTest, WithoutBatchingEachRequestGetsItsOwnCall) {
   FakeScannerClient client;
