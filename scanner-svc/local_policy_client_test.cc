@@ -186,81 +186,77 @@ bool WaitUntilDecidedOnLoop(LocalPolicyClient& client, boost::asio::io_context& 
   return false;
 }
 
-TEST(LoopDecider, RecordsNewTripletsOnTheLoopAndAnswersRepeatsFromMemory) {
-  std::string conninfo;
-  auto client = PostgresClient(&conninfo);
-  ASSERT_NE(client, nullptr);
-  boost::asio::io_context io;
-  auto decider = client->NewLoopDecider(io);
-  ASSERT_NE(decider, nullptr);
-  ASSERT_TRUE(WaitUntilDecidedOnLoop(*client, io, *decider, "warm"));
+// A LocalPolicyClient on a new PostgreSQL database, its decider for `io_` with its
+// connection made, and a connection of the test's own to that database.
+class LoopDeciderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    client_ = PostgresClient(&conninfo_);
+    ASSERT_NE(client_, nullptr);
+    decider_ = client_->NewLoopDecider(io_);
+    ASSERT_NE(decider_, nullptr);
+    ASSERT_TRUE(WaitUntilDecidedOnLoop(*client_, io_, *decider_, "warm"));
+    auto db = sql::OpenPostgresql(conninfo_, 1);
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = *std::move(db);
+  }
 
+  std::string conninfo_;
+  std::unique_ptr<LocalPolicyClient> client_;
+  boost::asio::io_context io_;
+  std::unique_ptr<ScannerClient::LoopDecider> decider_;
+  std::shared_ptr<sql::Database> db_;
+};
+
+TEST_F(LoopDeciderTest, RecordsNewTripletsOnTheLoopAndAnswersRepeatsFromMemory) {
   // Several new triplets at once: each gets its own answer, after its record.
   std::vector<scanner::v1::PolicyRequest> batch;
   for (int i = 0; i < 12; ++i) batch.push_back(NewTriplet(absl::StrCat("n", i, "@example.org")));
-  std::vector<LoopOutcome> out = DecideOnLoop(io, *decider, batch);
-  auto db = sql::OpenPostgresql(conninfo, 1);
-  ASSERT_TRUE(db.ok()) << db.status();
+  std::vector<LoopOutcome> out = DecideOnLoop(io_, *decider_, batch);
   for (size_t i = 0; i < out.size(); ++i) {
     ASSERT_TRUE(out[i].decision.has_value()) << i;
     ASSERT_TRUE(out[i].decision->ok()) << out[i].decision->status();
     EXPECT_FALSE(out[i].at_once);
     EXPECT_EQ((**out[i].decision).outcome(), common::v1::TEMPFAIL);
     EXPECT_THAT((**out[i].decision).reply_text(), HasSubstr("Greylisted, try again in 300"));
-    auto rows = (*db)->Query("SELECT first_seen, passed_at FROM greylist WHERE sender = $1",
-                             {batch[i].envelope().sender()});
+    auto rows = db_->Query("SELECT first_seen, passed_at FROM greylist WHERE sender = $1",
+                           {batch[i].envelope().sender()});
     ASSERT_TRUE(rows.ok()) << rows.status();
     ASSERT_EQ(rows->size(), 1u) << batch[i].envelope().sender();
     EXPECT_TRUE((*rows)[0].is_null(1));
   }
   // A retry before min: from memory, at once. Through the pool's path: the same.
-  out = DecideOnLoop(io, *decider, {batch[0]});
+  out = DecideOnLoop(io_, *decider_, {batch[0]});
   EXPECT_TRUE(out[0].at_once);
   ASSERT_TRUE(out[0].decision.has_value() && out[0].decision->ok());
   EXPECT_EQ((**out[0].decision).outcome(), common::v1::TEMPFAIL);
-  EXPECT_EQ(client->CheckPolicy(batch[1])->outcome(), common::v1::TEMPFAIL);
+  EXPECT_EQ(client_->CheckPolicy(batch[1])->outcome(), common::v1::TEMPFAIL);
   // The loop's connection is named for pg_stat_activity.
-  auto loops = (*db)->Query("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-                            {sql::kAsyncApplicationName});
+  auto loops = db_->Query("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                          {sql::kAsyncApplicationName});
   ASSERT_TRUE(loops.ok()) << loops.status();
   EXPECT_EQ((*loops)[0].integer(0), 1);
 }
 
-TEST(LoopDecider, SendsRequestsBackWhenItsConnectionIsLostThenReconnects) {
-  std::string conninfo;
-  auto client = PostgresClient(&conninfo);
-  ASSERT_NE(client, nullptr);
-  boost::asio::io_context io;
-  auto decider = client->NewLoopDecider(io);
-  ASSERT_TRUE(WaitUntilDecidedOnLoop(*client, io, *decider, "before"));
-  auto db = sql::OpenPostgresql(conninfo, 1);
-  ASSERT_TRUE(db.ok()) << db.status();
-  auto killed = (*db)->Query(
+TEST_F(LoopDeciderTest, SendsRequestsBackWhenItsConnectionIsLostThenReconnects) {
+  auto killed = db_->Query(
       "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
       {sql::kAsyncApplicationName});
   ASSERT_TRUE(killed.ok() && killed->size() == 1) << killed.status();
   absl::SleepFor(absl::Milliseconds(100));
   // The request in hand goes back to the caller (no answer is invented) ...
-  std::vector<LoopOutcome> out = DecideOnLoop(io, *decider, {NewTriplet("lost@example.org")});
+  std::vector<LoopOutcome> out = DecideOnLoop(io_, *decider_, {NewTriplet("lost@example.org")});
   EXPECT_FALSE(out[0].decision.has_value());
   // ... and the caller's usual path decides it.
-  EXPECT_EQ(client->CheckPolicy(NewTriplet("lost@example.org"))->outcome(), common::v1::TEMPFAIL);
+  EXPECT_EQ(client_->CheckPolicy(NewTriplet("lost@example.org"))->outcome(), common::v1::TEMPFAIL);
   // Later requests reconnect.
-  EXPECT_TRUE(WaitUntilDecidedOnLoop(*client, io, *decider, "after"));
+  EXPECT_TRUE(WaitUntilDecidedOnLoop(*client_, io_, *decider_, "after"));
 }
 
-TEST(LoopDecider, AStatementPastTheDeadlineSendsTheRequestBackInTime) {
-  std::string conninfo;
-  auto client = PostgresClient(&conninfo);
-  ASSERT_NE(client, nullptr);
-  boost::asio::io_context io;
-  auto decider = client->NewLoopDecider(io);
-  ASSERT_TRUE(WaitUntilDecidedOnLoop(*client, io, *decider, "warm"));
-  auto db = sql::OpenPostgresql(conninfo, 1);
-  ASSERT_TRUE(db.ok()) << db.status();
+TEST_F(LoopDeciderTest, AStatementPastTheDeadlineSendsTheRequestBackInTime) {
   // Another session holds a lock that makes every insert wait for 3 s.
   std::thread locker([&] {
-    absl::Status s = (*db)->RunTransaction([](sql::Transaction& tx) {
+    absl::Status s = db_->RunTransaction([](sql::Transaction& tx) {
       absl::Status locked = tx.Query("LOCK TABLE greylist IN EXCLUSIVE MODE", {}).status();
       absl::SleepFor(absl::Seconds(3));
       return locked;
@@ -270,13 +266,13 @@ TEST(LoopDecider, AStatementPastTheDeadlineSendsTheRequestBackInTime) {
   absl::SleepFor(absl::Milliseconds(300));
   const absl::Time start = absl::Now();
   std::vector<LoopOutcome> out =
-      DecideOnLoop(io, *decider, {NewTriplet("slow@example.org")}, absl::Milliseconds(500));
+      DecideOnLoop(io_, *decider_, {NewTriplet("slow@example.org")}, absl::Milliseconds(500));
   const absl::Duration took = absl::Now() - start;
   EXPECT_FALSE(out[0].decision.has_value());
   EXPECT_GE(took, absl::Milliseconds(450));
   EXPECT_LT(took, absl::Milliseconds(2000)) << "waited for the lock, not the deadline";
   locker.join();
-  EXPECT_TRUE(WaitUntilDecidedOnLoop(*client, io, *decider, "after"));
+  EXPECT_TRUE(WaitUntilDecidedOnLoop(*client_, io_, *decider_, "after"));
 }
 
 TEST(LoopDecider, OnSqliteAnswersFromMemoryAndSendsTheRestBack) {

@@ -248,6 +248,12 @@ class PolicyServerTest : public ::testing::Test {
     StartServerWith(o, client_.get());
   }
 
+  // 8 connections of 10 requests to the server on `client` (every fifth for
+  // error@, which `client` does not decide on the I/O thread, the rest for reject@):
+  // only the error@ requests may need a call. Shuts the server down (before
+  // `client` goes).
+  PolicyServerStats AskExpectingOnlyTheErrorsCalled(FakeScannerClient& client);
+
   void StartServerWith(PolicyServerOptions o, ScannerClient* scanner) {
     server_ = std::make_unique<PolicyServer>(o, scanner);
     ASSERT_TRUE(server_->Start().ok());
@@ -464,6 +470,18 @@ int AskConcurrently(int port, int connections, int per_connection) {
   return right.load();
 }
 
+PolicyServerStats PolicyServerTest::AskExpectingOnlyTheErrorsCalled(FakeScannerClient& client) {
+  EXPECT_EQ(AskConcurrently(port_, 8, 10), 80);
+  PolicyServerStats s = server_->stats();
+  EXPECT_EQ(s.requests, 80);
+  EXPECT_EQ(s.rejected, 64);
+  EXPECT_EQ(client.policy_calls(), 16);
+  EXPECT_EQ(s.scanner_failures, 16);
+  EXPECT_LE(s.scanner_calls, 16);
+  server_->Shutdown();
+  return s;
+}
+
 TEST_F(PolicyServerTest, BatchesRequestsThatArriveWhileCallsAreInFlight) {
   StartWithDecisionsThatTakeAMoment(/*batching=*/true);
   EXPECT_EQ(AskConcurrently(port_, 16, 30), 16 * 30);
@@ -528,17 +546,9 @@ TEST_F(PolicyServerTest, RequestsTheClientCanAnswerAtOnceNeedNoCall) {
     return absl::StartsWith(r.recipient(), "reject@");
   });
   StartServerWith(Options(), &client);
-  EXPECT_EQ(AskConcurrently(port_, 8, 10), 80);
-  PolicyServerStats s = server_->stats();
-  EXPECT_EQ(s.requests, 80);
-  EXPECT_EQ(s.rejected, 64);
+  PolicyServerStats s = AskExpectingOnlyTheErrorsCalled(client);
   EXPECT_EQ(s.decided_at_once, 64);
   EXPECT_EQ(client.at_once_calls(), 64);
-  // Only the error@ requests (which the fake does not answer at once) were called.
-  EXPECT_EQ(client.policy_calls(), 16);
-  EXPECT_EQ(s.scanner_failures, 16);
-  EXPECT_LE(s.scanner_calls, 16);
-  server_->Shutdown();  // before `client` goes
 }
 
 // What the client's LoopDecider can decide on the I/O thread (in-process on
@@ -554,17 +564,10 @@ TEST_F(PolicyServerTest, RequestsTheLoopDeciderDecidesNeedNoCall) {
     return absl::StartsWith(r.recipient(), "reject@");
   });
   StartServerWith(Options(), &client);
-  EXPECT_EQ(AskConcurrently(port_, 8, 10), 80);
-  PolicyServerStats s = server_->stats();
-  EXPECT_EQ(s.requests, 80);
-  EXPECT_EQ(s.rejected, 64);
+  PolicyServerStats s = AskExpectingOnlyTheErrorsCalled(client);
   EXPECT_EQ(s.decided_at_once, 8);
   EXPECT_EQ(s.decided_on_loop, 56);
   EXPECT_EQ(client.on_loop_calls(), 56);
-  // Only the error@ requests, which the decider sent back, were called.
-  EXPECT_EQ(client.policy_calls(), 16);
-  EXPECT_EQ(s.scanner_failures, 16);
-  server_->Shutdown();  // before `client` goes
 }
 
 // max_batch 1 (in-process): every queued request gets a call of its own at once.
