@@ -417,6 +417,7 @@ class PgAsyncConnection : public AsyncConnection {
   }
 
   int fd() const override { return PQsocket(conn_); }
+  bool connected() const override { return PQstatus(conn_) == CONNECTION_OK; }
 
   absl::Status Send(absl::string_view statement, const Params& params) override {
     if (in_flight_) return absl::FailedPreconditionError("a statement is in flight");

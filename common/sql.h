@@ -107,6 +107,9 @@ class AsyncConnection {
   // Reads what arrived: nullopt while the result is incomplete (wait for fd() again),
   // else the statement's rows or its error (as Database::Query's).
   virtual std::optional<absl::StatusOr<Rows>> Receive() = 0;
+  // False once the connection is lost (make a new one); a statement's error alone
+  // leaves it usable.
+  virtual bool connected() const = 0;
 };
 
 class Database {

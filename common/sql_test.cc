@@ -195,6 +195,7 @@ TEST(SqlAsync, SendsPreparedStatementsAndCollectsTheirRowsOrErrors) {
   rows = AwaitResult(conn);
   EXPECT_EQ(rows.status().code(), absl::StatusCode::kInternal) << rows.status();
   EXPECT_THAT(rows.status().message(), HasSubstr("22012"));
+  EXPECT_TRUE(conn.connected());
   ASSERT_TRUE(conn.Send(divide, {2}).ok());
   rows = AwaitResult(conn);
   ASSERT_TRUE(rows.ok()) << rows.status();
@@ -219,6 +220,7 @@ TEST(SqlAsync, ALostConnectionIsUnavailableAndSqliteHasNone) {
   auto killed = (*db)->Query("SELECT pg_terminate_backend(CAST($1 AS INTEGER))",
                              {(*rows)[0].text(0)});
   ASSERT_TRUE(killed.ok()) << killed.status();
+  EXPECT_TRUE((*c)->connected()) << "not noticed before the next statement";
   absl::Status sent = (*c)->Send(pid, {0});
   if (sent.ok()) {
     rows = AwaitResult(**c);
@@ -226,6 +228,7 @@ TEST(SqlAsync, ALostConnectionIsUnavailableAndSqliteHasNone) {
   } else {
     EXPECT_EQ(sent.code(), absl::StatusCode::kUnavailable) << sent;
   }
+  EXPECT_FALSE((*c)->connected());
 
   auto lite = OpenSqlite(absl::StrCat(std::getenv("TEST_TMPDIR"), "/async.db"), absl::Seconds(1));
   ASSERT_TRUE(lite.ok()) << lite.status();

@@ -5,12 +5,19 @@
 #include <deque>
 #include <thread>
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
 #include "scanner-svc/policy/policy_store.h"
@@ -46,19 +53,23 @@ namespace asio = boost::asio;
 using Decision = std::optional<absl::StatusOr<scanner::v1::PolicyResponse>>;
 
 // The loop side of LocalPolicyClient::NewLoopDecider. Its state lives in a
-// shared_ptr the handlers hold, so none outlives what it touches.
+// shared_ptr the handlers hold, so none outlives what it touches. A statement's
+// handlers carry the generation it was sent in: one that fires after the statement
+// ended (a timer already queued when the answer came) finds a newer one and does
+// nothing.
 class PolicyLoopDecider final : public ScannerClient::LoopDecider {
  public:
   PolicyLoopDecider(LocalPolicyClient* client, asio::io_context& io)
       : state_(std::make_shared<State>(client, io)) {}
 
   ~PolicyLoopDecider() override {
-    state_->closed = true;
-    for (auto& [store, conn] : state_->conns) Drop(*state_, *conn, "shutdown");
-    // A connection being made posts to the loop: wait for it here.
-    for (auto& [store, conn] : state_->conns) {
-      if (conn->connector.joinable()) conn->connector.join();
+    {
+      // A connection still being made is dropped by its thread (detached: it may
+      // wait for a server that does not answer, and shutdown does not wait for it).
+      absl::MutexLock lock(&state_->connect_mu);
+      state_->closed = true;
     }
+    for (auto& [store, conn] : state_->conns) Drop(*state_, *conn, "shutdown");
   }
 
   void Decide(std::shared_ptr<const scanner::v1::PolicyRequest> request, absl::Time deadline,
@@ -79,10 +90,13 @@ class PolicyLoopDecider final : public ScannerClient::LoopDecider {
     std::unique_ptr<Conn>& slot = s.conns[miss->store];
     if (slot == nullptr) slot = std::make_unique<Conn>(s.io);
     Conn& c = *slot;
-    if (c.db == nullptr) {
+    if (c.socket == nullptr) {
       if (!c.connecting && absl::Now() >= c.retry_at) Connect(state_, miss->store, c);
       return done(std::nullopt);
     }
+    // A full statement in flight and another one waiting: the database is slow;
+    // the pool's threads take the rest side by side.
+    if (c.queue.size() >= LocalPolicyClient::kLoopBatch) return done(std::nullopt);
     State* raw = &s;
     c.queue.push_back({std::move(*miss), deadline,
                        [raw, request = std::move(request), done = std::move(done)](bool recorded) {
@@ -101,13 +115,15 @@ class PolicyLoopDecider final : public ScannerClient::LoopDecider {
   struct Conn {
     explicit Conn(asio::io_context& io) : timer(io) {}
     std::unique_ptr<sql::AsyncConnection> db;
-    std::optional<asio::posix::stream_descriptor> socket;  // db's, not owned
-    asio::steady_timer timer;                              // the statement's deadline
+    // A duplicate of db's socket, this loop's own: libpq may close its socket when
+    // the connection fails, and its number may then be reused.
+    std::unique_ptr<asio::posix::stream_descriptor> socket;
+    asio::steady_timer timer;  // the statement's deadline
     std::deque<Waiter> queue;
     std::vector<Waiter> in_flight;
     bool busy = false;
+    uint64_t generation = 0;  // bumped by each statement and each drop
     bool connecting = false;
-    std::thread connector;  // the last connection attempt's
     absl::Time retry_at = absl::InfinitePast();
   };
   struct State {
@@ -115,41 +131,54 @@ class PolicyLoopDecider final : public ScannerClient::LoopDecider {
     LocalPolicyClient* client;
     asio::io_context& io;
     absl::flat_hash_map<policy::PolicyStore*, std::unique_ptr<Conn>> conns;
+    // Set (on the loop, under connect_mu) when the decider goes; connection threads
+    // read it under connect_mu before they post to the loop.
+    absl::Mutex connect_mu;
     bool closed = false;
   };
+  // Before a new connection after one failed to be made, and after one was dropped.
+  static constexpr absl::Duration kRetryConnect = absl::Seconds(5);
+  static constexpr absl::Duration kRetryAfterDrop = absl::Seconds(1);
 
   // Connects on a thread of its own (connecting waits); the loop takes the
   // connection over when it is made. Until then the loop's requests go the usual way.
   static void Connect(const std::shared_ptr<State>& state, policy::PolicyStore* store, Conn& c) {
     c.connecting = true;
-    // The last attempt has posted its outcome: its thread is done or about to be.
-    if (c.connector.joinable()) c.connector.join();
-    c.connector = std::thread([state, store, &io = state->io] {
+    std::thread([state, store, db = store->shared_database()] {
       std::vector<std::string> statements;
       for (size_t n = 1; n <= LocalPolicyClient::kLoopBatch; ++n) {
         statements.push_back(policy::PolicyStore::InsertStatement(n));
       }
-      auto db = std::make_shared<absl::StatusOr<std::unique_ptr<sql::AsyncConnection>>>(
-          store->database().ConnectAsync(statements));
-      asio::post(io, [state, store, db] {
-        if (state->closed) return;
-        Conn& c = *state->conns[store];
-        c.connecting = false;
-        if (!db->ok()) {
-          LOG(WARNING) << "in-process greylisting: no connection of the I/O thread's own ("
-                       << db->status() << "); new triplets are recorded on the pool threads";
-          c.retry_at = absl::Now() + absl::Seconds(5);
-          return;
-        }
-        c.db = std::move(**db);
-        c.socket.emplace(state->io, c.db->fd());
-      });
-    });
+      auto made = std::make_shared<absl::StatusOr<std::unique_ptr<sql::AsyncConnection>>>(
+          db->ConnectAsync(statements));
+      absl::MutexLock lock(&state->connect_mu);
+      if (state->closed) return;  // the loop may be gone
+      asio::post(state->io, [state, store, made] { TakeOver(*state, *state->conns[store], made); });
+    }).detach();
+  }
+
+  static void TakeOver(State& state,
+                       Conn& c, const std::shared_ptr<absl::StatusOr<std::unique_ptr<sql::AsyncConnection>>>& made) {
+    if (state.closed) return;
+    c.connecting = false;
+    absl::Status s = made->status();
+    int fd = -1;
+    if (s.ok() && (fd = dup((**made)->fd())) < 0) {
+      s = absl::InternalError(absl::StrCat("dup: ", strerror(errno)));
+    }
+    if (!s.ok()) {
+      LOG(WARNING) << "in-process greylisting: no connection of the I/O thread's own (" << s
+                   << "); new triplets are recorded on the pool threads";
+      c.retry_at = absl::Now() + kRetryConnect;
+      return;
+    }
+    c.db = std::move(**made);
+    c.socket = std::make_unique<asio::posix::stream_descriptor>(state.io, fd);
   }
 
   // Sends the next statement for up to kLoopBatch waiting triplets.
   static void Flush(const std::shared_ptr<State>& state, Conn& c) {
-    if (c.queue.empty() || c.db == nullptr) return;
+    if (c.queue.empty() || c.socket == nullptr) return;
     c.in_flight.clear();
     while (!c.queue.empty() && c.in_flight.size() < LocalPolicyClient::kLoopBatch) {
       c.in_flight.push_back(std::move(c.queue.front()));
@@ -165,57 +194,71 @@ class PolicyLoopDecider final : public ScannerClient::LoopDecider {
                                    policy::PolicyStore::InsertParams(rows));
     if (!sent.ok()) return Drop(*state, c, sent.ToString());
     c.busy = true;
+    const uint64_t gen = ++c.generation;
     c.timer.expires_after(std::chrono::microseconds(
         std::max<int64_t>(0, absl::ToInt64Microseconds(deadline - absl::Now()))));
-    c.timer.async_wait([state, &c](const boost::system::error_code& ec) {
-      if (!ec && !state->closed && c.busy) Drop(*state, c, "no answer before the deadline");
+    c.timer.async_wait([state, &c, gen](const boost::system::error_code& ec) {
+      if (!ec && c.generation == gen) Drop(*state, c, "no answer before the deadline");
     });
-    Await(state, c);
+    Await(state, c, gen);
   }
 
-  static void Await(const std::shared_ptr<State>& state, Conn& c) {
-    c.socket->async_wait(asio::posix::stream_descriptor::wait_read,
-                         [state, &c](const boost::system::error_code& ec) {
-                           if (ec || state->closed || !c.busy) return;
-                           std::optional<absl::StatusOr<sql::Rows>> r = c.db->Receive();
-                           if (!r.has_value()) return Await(state, c);
-                           c.busy = false;
-                           c.timer.cancel();
-                           if (!r->ok()) return Drop(*state, c, r->status().ToString());
-                           Answer(c, r->value());
-                           Flush(state, c);
-                         });
+  static void Await(const std::shared_ptr<State>& state, Conn& c, uint64_t gen) {
+    c.socket->async_wait(
+        asio::posix::stream_descriptor::wait_read,
+        [state, &c, gen](const boost::system::error_code& ec) {
+          if (c.generation != gen) return;  // ended (dropped, shut down)
+          if (ec) return Drop(*state, c, ec.message());
+          std::optional<absl::StatusOr<sql::Rows>> r = c.db->Receive();
+          if (!r.has_value()) return Await(state, c, gen);
+          c.busy = false;
+          ++c.generation;
+          c.timer.cancel();
+          std::vector<Waiter> done = std::move(c.in_flight);
+          c.in_flight.clear();
+          if (!r->ok() && !c.db->connected()) {
+            c.in_flight = std::move(done);
+            return Drop(*state, c, r->status().ToString());
+          }
+          if (!r->ok()) {
+            // The statement failed (a deadlock with another replica's insert, ...), the
+            // connection did not: these requests go the usual way, the next ones here.
+            LOG(WARNING) << "in-process greylisting: " << r->status()
+                         << "; deciding the statement's requests on the pool threads";
+            for (Waiter& w : done) w.done(false);
+          } else {
+            Answer(done, r->value());
+          }
+          Flush(state, c);
+        });
   }
 
-  static void Answer(Conn& c, const sql::Rows& returned) {
+  static void Answer(std::vector<Waiter>& done, const sql::Rows& returned) {
     std::vector<const policy::NewTriplet*> rows;
-    for (const Waiter& w : c.in_flight) rows.push_back(&w.triplet);
+    for (const Waiter& w : done) rows.push_back(&w.triplet);
     std::vector<bool> recorded = rows.front()->store->Recorded(rows, returned);
-    std::vector<Waiter> done = std::move(c.in_flight);
-    c.in_flight.clear();
     for (size_t i = 0; i < done.size(); ++i) done[i].done(recorded[i]);
   }
 
-  // Closes the connection (a new one is made on a later request) and sends every
-  // waiting request the usual way.
+  // Closes the connection (a new one is made on a later request, kRetryAfterDrop
+  // from now) and sends every waiting request the usual way.
   static void Drop(State& state, Conn& c, absl::string_view why) {
-    if (!state.closed) {
+    const bool closed = state.closed;
+    if (!closed) {
       LOG(WARNING) << "in-process greylisting: dropping the I/O thread's connection (" << why
                    << "); its requests are decided on the pool threads";
     }
     c.busy = false;
+    ++c.generation;
     c.timer.cancel();
-    if (c.socket.has_value()) {
-      c.socket->cancel();
-      c.socket->release();  // libpq closes it
-      c.socket.reset();
-    }
+    c.socket.reset();  // closes this loop's duplicate of the socket
     c.db.reset();
+    c.retry_at = absl::Now() + kRetryAfterDrop;
     std::vector<Waiter> failed = std::move(c.in_flight);
     c.in_flight.clear();
     for (Waiter& w : c.queue) failed.push_back(std::move(w));
     c.queue.clear();
-    if (state.closed) return;
+    if (closed) return;
     for (Waiter& w : failed) w.done(false);
   }
 

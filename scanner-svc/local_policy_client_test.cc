@@ -141,14 +141,12 @@ std::vector<LoopOutcome> DecideOnLoop(boost::asio::io_context& io,
                                       absl::Duration deadline = absl::Seconds(10)) {
   auto out = std::make_shared<std::vector<LoopOutcome>>(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
-    bool inside = true;
     decider.Decide(std::make_shared<scanner::v1::PolicyRequest>(requests[i]),
-                   absl::Now() + deadline, [out, i, &inside](auto decision) {
-                     (*out)[i].at_once = inside;
+                   absl::Now() + deadline, [out, i](auto decision) {
                      (*out)[i].answered = true;
                      (*out)[i].decision = std::move(decision);
                    });
-    inside = false;
+    (*out)[i].at_once = (*out)[i].answered;
   }
   const absl::Time give_up = absl::Now() + deadline + absl::Seconds(5);
   auto all = [&] {
@@ -201,6 +199,13 @@ class LoopDeciderTest : public ::testing::Test {
     db_ = *std::move(db);
   }
 
+  // Brings the lists up to date (they are checked once a second, on a thread that
+  // may wait), so that the next second's memory-only runs get past sql_list.
+  void FreshLists() {
+    EXPECT_EQ(client_->CheckPolicy(NewTriplet("warm0@example.org"))->outcome(),
+              common::v1::TEMPFAIL);
+  }
+
   std::string conninfo_;
   std::unique_ptr<LocalPolicyClient> client_;
   boost::asio::io_context io_;
@@ -209,9 +214,13 @@ class LoopDeciderTest : public ::testing::Test {
 };
 
 TEST_F(LoopDeciderTest, RecordsNewTripletsOnTheLoopAndAnswersRepeatsFromMemory) {
-  // Several new triplets at once: each gets its own answer, after its record.
+  // Several new triplets at once (one statement in flight, a full one waiting):
+  // each gets its own answer, after its record.
   std::vector<scanner::v1::PolicyRequest> batch;
-  for (int i = 0; i < 12; ++i) batch.push_back(NewTriplet(absl::StrCat("n", i, "@example.org")));
+  for (size_t i = 0; i < 1 + LocalPolicyClient::kLoopBatch; ++i) {
+    batch.push_back(NewTriplet(absl::StrCat("n", i, "@example.org")));
+  }
+  FreshLists();
   std::vector<LoopOutcome> out = DecideOnLoop(io_, *decider_, batch);
   for (size_t i = 0; i < out.size(); ++i) {
     ASSERT_TRUE(out[i].decision.has_value()) << i;
@@ -244,6 +253,7 @@ TEST_F(LoopDeciderTest, SendsRequestsBackWhenItsConnectionIsLostThenReconnects) 
       {sql::kAsyncApplicationName});
   ASSERT_TRUE(killed.ok() && killed->size() == 1) << killed.status();
   absl::SleepFor(absl::Milliseconds(100));
+  FreshLists();
   // The request in hand goes back to the caller (no answer is invented) ...
   std::vector<LoopOutcome> out = DecideOnLoop(io_, *decider_, {NewTriplet("lost@example.org")});
   EXPECT_FALSE(out[0].decision.has_value());
@@ -264,15 +274,47 @@ TEST_F(LoopDeciderTest, AStatementPastTheDeadlineSendsTheRequestBackInTime) {
     EXPECT_TRUE(s.ok()) << s;
   });
   absl::SleepFor(absl::Milliseconds(300));
+  FreshLists();  // the greylist table is locked; not the lists
   const absl::Time start = absl::Now();
-  std::vector<LoopOutcome> out =
-      DecideOnLoop(io_, *decider_, {NewTriplet("slow@example.org")}, absl::Milliseconds(500));
+  // One statement in flight (the first request), one full statement waiting (the
+  // next kLoopBatch); the rest go back at once, to be decided side by side.
+  std::vector<scanner::v1::PolicyRequest> requests;
+  for (int i = 0; i < 12; ++i) {
+    requests.push_back(NewTriplet(absl::StrCat("slow", i, "@example.org")));
+  }
+  std::vector<LoopOutcome> out = DecideOnLoop(io_, *decider_, requests, absl::Milliseconds(500));
   const absl::Duration took = absl::Now() - start;
-  EXPECT_FALSE(out[0].decision.has_value());
+  for (size_t i = 0; i < out.size(); ++i) {
+    EXPECT_FALSE(out[i].decision.has_value()) << i;
+    EXPECT_EQ(out[i].at_once, i > LocalPolicyClient::kLoopBatch) << i;
+  }
   EXPECT_GE(took, absl::Milliseconds(450));
   EXPECT_LT(took, absl::Milliseconds(2000)) << "waited for the lock, not the deadline";
   locker.join();
   EXPECT_TRUE(WaitUntilDecidedOnLoop(*client_, io_, *decider_, "after"));
+}
+
+TEST_F(LoopDeciderTest, AFailedStatementSendsItsRequestsBackAndKeepsTheConnection) {
+  auto pid = [&] {
+    auto r = db_->Query("SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+                        {sql::kAsyncApplicationName});
+    EXPECT_TRUE(r.ok() && r->size() == 1) << r.status();
+    return r.ok() && r->size() == 1 ? r->at(0).text(0) : "";
+  };
+  const std::string before = pid();
+  ASSERT_TRUE(db_->Query("ALTER TABLE greylist ADD CONSTRAINT refused"
+                         " CHECK (sender <> 'refused@example.org')",
+                         {})
+                  .ok());
+  FreshLists();
+  std::vector<LoopOutcome> out = DecideOnLoop(io_, *decider_, {NewTriplet("refused@example.org")});
+  EXPECT_FALSE(out[0].at_once);
+  EXPECT_FALSE(out[0].decision.has_value());
+  // The next new triplet goes on the same connection at once.
+  out = DecideOnLoop(io_, *decider_, {NewTriplet("next@example.org")});
+  ASSERT_TRUE(out[0].decision.has_value() && out[0].decision->ok());
+  EXPECT_EQ((**out[0].decision).outcome(), common::v1::TEMPFAIL);
+  EXPECT_EQ(pid(), before);
 }
 
 TEST(LoopDecider, OnSqliteAnswersFromMemoryAndSendsTheRestBack) {

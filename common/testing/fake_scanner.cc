@@ -4,6 +4,8 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -135,12 +137,20 @@ std::unique_ptr<ScannerClient::LoopDecider> FakeScannerClient::NewLoopDecider(
   class Decider : public LoopDecider {
    public:
     Decider(FakeScannerClient* client, boost::asio::io_context& io) : client_(client), io_(io) {}
-    void Decide(std::shared_ptr<const scanner::v1::PolicyRequest> request, absl::Time,
+    void Decide(std::shared_ptr<const scanner::v1::PolicyRequest> request, absl::Time deadline,
                 Done done) override {
       if (auto now = client_->TryCheckPolicyNow(*request)) return done(std::move(now));
       {
         absl::MutexLock lock(&client_->mu_);
         if (!client_->on_loop_(*request)) return done(std::nullopt);
+        if (client_->loop_stalls_ && client_->loop_stalls_(*request)) {
+          auto timer = std::make_shared<boost::asio::steady_timer>(
+              io_, std::chrono::microseconds(absl::ToInt64Microseconds(deadline - absl::Now())));
+          timer->async_wait([timer, done = std::move(done)](const boost::system::error_code&) {
+            done(std::nullopt);
+          });
+          return;
+        }
         ++client_->on_loop_calls_;
       }
       boost::asio::post(io_, [client = client_, request, done = std::move(done)] {
@@ -155,6 +165,12 @@ std::unique_ptr<ScannerClient::LoopDecider> FakeScannerClient::NewLoopDecider(
   absl::MutexLock lock(&mu_);
   if (!on_loop_) return nullptr;
   return std::make_unique<Decider>(this, io);
+}
+
+void FakeScannerClient::SetLoopStalls(
+    std::function<bool(const scanner::v1::PolicyRequest&)> stalls) {
+  absl::MutexLock lock(&mu_);
+  loop_stalls_ = std::move(stalls);
 }
 
 int FakeScannerClient::on_loop_calls() const {

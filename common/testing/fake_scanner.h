@@ -60,6 +60,9 @@ class FakeScannerClient : public ScannerClient {
   // for a new triplet it records there; the others it sends back (nullopt). Without
   // one (the default) NewLoopDecider gives nullptr.
   void SetOnLoop(std::function<bool(const scanner::v1::PolicyRequest&)> on_loop);
+  // Of those, the ones its LoopDecider holds until their deadline and then sends
+  // back, as one whose database stopped answering does.
+  void SetLoopStalls(std::function<bool(const scanner::v1::PolicyRequest&)> stalls);
 
   absl::StatusOr<ScanReply> Scan(const scanner::v1::ScanHeader& header,
                                   absl::string_view message) override;
@@ -96,6 +99,7 @@ class FakeScannerClient : public ScannerClient {
   int at_once_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::function<bool(const scanner::v1::PolicyRequest&)> on_loop_ ABSL_GUARDED_BY(mu_);
   int on_loop_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::function<bool(const scanner::v1::PolicyRequest&)> loop_stalls_ ABSL_GUARDED_BY(mu_);
   int policy_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<int> policy_batches_ ABSL_GUARDED_BY(mu_);
   absl::Duration delay_ ABSL_GUARDED_BY(mu_);

@@ -376,9 +376,14 @@ absl::StatusOr<GreylistDecision> PolicyStore::Greylist(const Triplet& t,
     auto c = db_->Query(
         "INSERT INTO greylist_clients (client_net, passes, last_seen) VALUES ($1, 1, $2)"
         " ON CONFLICT (client_net) DO UPDATE SET passes = greylist_clients.passes + 1,"
-        " last_seen = $2",
+        " last_seen = $2 RETURNING passes",
         {t.client_network, now});
     if (!c.ok()) return c.status();
+    // The pass that whitelists the network: memory answers for it from now on (and
+    // no longer defers the network's triplets it recorded).
+    if (!c->empty() && c->at(0).integer(0) >= p.auto_whitelist) {
+      RememberClient(t.client_network, c->at(0).integer(0), now);
+    }
   }
   return d;
 }

@@ -32,7 +32,8 @@
 // A triplet this store recorded as never seen is remembered too (up to
 // kMaxCachedTriplets) until `min` has passed: a retry before then is deferred from
 // memory. (Only another replica's auto-whitelisting of the client network within
-// that window is missed: such a retry is deferred once more than needed.)
+// that window is missed: such a retry is deferred once more than needed. This
+// store's own is remembered at the pass that makes it.)
 //
 // Greylist and FindListed can be asked to answer from memory only
 // (Access::kMemoryOnly): for a caller on an event loop's thread, which must not
@@ -222,6 +223,7 @@ class PolicyStore {
   absl::StatusOr<CleanupCounts> Cleanup(const GreylistParams& params, absl::Time now);
 
   sql::Database& database() { return *db_; }
+  const std::shared_ptr<sql::Database>& shared_database() const { return db_; }
 
   // The statement that records `rows` never-seen triplets at once (each unless it
   // has a record or its client network is auto-whitelisted), returning those it

@@ -88,11 +88,18 @@ TEST_P(PolicyStoreTest, PassedTripletsAreForgottenAfterMaxAgeUnlessZero) {
 TEST_P(PolicyStoreTest, AutoWhitelistsAClientNetworkAfterNPasses) {
   ASSERT_NE(store_, nullptr);
   params_.auto_whitelist = 3;
+  // Recorded (and deferred in memory) before the network's third pass.
+  Triplet pending{t_.client_network, "pending@example.org", t_.recipient};
+  EXPECT_EQ(Check(pending, t0_ + absl::Seconds(200)).state, State::kDeferred);
   for (int i = 0; i < 3; ++i) {
     Triplet t{t_.client_network, absl::StrCat("s", i, "@example.org"), t_.recipient};
     EXPECT_EQ(Check(t, t0_).state, State::kDeferred);
     EXPECT_EQ(Check(t, t0_ + absl::Seconds(301)).state, State::kPassedNow);
   }
+  // The pass that whitelisted the network is in memory, ahead of the deferral.
+  auto now = store_->Greylist(pending, params_, t0_ + absl::Seconds(302), Access::kMemoryOnly);
+  ASSERT_TRUE(now.ok()) << now.status();
+  EXPECT_EQ(now->state, State::kClientWhitelisted);
   Triplet fresh{t_.client_network, "new@example.org", "new@example.net"};
   EXPECT_EQ(Check(fresh, t0_ + absl::Seconds(400)).state, State::kClientWhitelisted);
   // Its new triplets are not recorded.

@@ -361,6 +361,8 @@ class PolicyServer::Impl {
         ++(at_once ? counters_.decided_at_once : counters_.decided_on_loop);
         co_return std::move(*pending->result);
       }
+      // Sent back at the deadline (the database did not answer): no call now.
+      if (Clock::now() >= deadline) co_return Late();
     } else if (std::optional<PolicyResult> now = scanner_->TryCheckPolicyNow(*request)) {
       ++counters_.decided_at_once;
       co_return std::move(*now);
@@ -373,13 +375,17 @@ class PolicyServer::Impl {
     co_await pending->timer.async_wait(redirect_error(use_awaitable, ec));
     if (!pending->result.has_value()) {
       pending->abandoned = true;
-      PolicyResult late(absl::DeadlineExceededError(
-          absl::StrCat("no answer from scanner-svc within policy_timeout ",
-                       absl::FormatDuration(opt_.policy_timeout))));
-      co_return late;
+      co_return Late();
     }
     PolicyResult result = std::move(*pending->result);
     co_return result;
+  }
+
+  // The answer to a request past its decision deadline.
+  PolicyResult Late() const {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "no answer from scanner-svc within policy_timeout ",
+        absl::FormatDuration(opt_.policy_timeout)));
   }
 
   // Starts calls to scanner-svc for the queued requests (I/O thread). Requests that

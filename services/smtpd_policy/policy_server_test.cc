@@ -708,6 +708,32 @@ TEST_F(PolicyServerTest, SlowScannerPastPolicyTimeoutDefers) {
   EXPECT_EQ(s.fail_open, 0);
 }
 
+// A request the LoopDecider sends back at the deadline (its database stalled) gets
+// the failure answer at once: no call that could only come too late.
+TEST_F(PolicyServerTest, ARequestTheLoopDeciderHeldPastTheDeadlineDefers) {
+  FakeScannerClient client;
+  client.SetPolicyHandler(ScriptedPolicy);
+  client.SetOnLoop([](const scanner::v1::PolicyRequest&) { return true; });
+  client.SetLoopStalls([](const scanner::v1::PolicyRequest& r) {
+    return absl::StartsWith(r.recipient(), "stall@");
+  });
+  PolicyServerOptions o = Options();
+  o.policy_timeout = absl::Milliseconds(300);
+  StartServerWith(o, &client);
+  PolicyConnection postfix(port_);
+  absl::Time start = absl::Now();
+  EXPECT_EQ(postfix.Ask(Request("stall@example.org")),
+            "action=DEFER_IF_PERMIT 4.3.0 Policy service unavailable (timeout), try again "
+            "later\n\n");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  EXPECT_EQ(postfix.Ask(Request("reject@example.org")).substr(0, 13), "action=REJECT");
+  PolicyServerStats s = server_->stats();
+  EXPECT_EQ(s.policy_timeouts, 1);
+  EXPECT_EQ(s.decided_on_loop, 1);
+  EXPECT_EQ(client.policy_calls(), 0);
+  server_->Shutdown();  // before `client` goes
+}
+
 TEST_F(PolicyServerTest, SlowScannerWithFailOpenAnswersDunno) {
   PolicyServerOptions o = Options();
   o.policy_timeout = absl::Milliseconds(300);
