@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 #include <cstdlib>
 #include <filesystem>
 #include <system_error>
@@ -252,7 +253,9 @@ void SmtpSink::Stop() {
 }
 
 std::vector<SinkMessage> SmtpSink::Messages() const {
-  std::vector<std::string> files;
+  // (last written, path): smtp-sink's file names do not sort by arrival within a
+  // second, so the order is the files' modification times.
+  std::vector<std::pair<absl::Time, std::string>> files;
   // smtp-sink writes a file as the data arrives: leave files younger than this
   // alone, they may still grow.
   const absl::Time settled = absl::Now() - absl::Milliseconds(300);
@@ -264,14 +267,14 @@ std::vector<SinkMessage> SmtpSink::Messages() const {
       struct stat st;
       if (stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
           absl::TimeFromTimespec(st.st_mtim) < settled) {
-        files.push_back(path);
+        files.emplace_back(absl::TimeFromTimespec(st.st_mtim), path);
       }
     }
     closedir(d);
   }
   std::sort(files.begin(), files.end());
   std::vector<SinkMessage> out;
-  for (const std::string& path : files) {
+  for (const auto& [written, path] : files) {
     std::string text = SlurpFile(path);
     SinkMessage m;
     m.file = path;
