@@ -51,6 +51,7 @@ namespace {
 
 namespace asio = boost::asio;
 using Decision = std::optional<absl::StatusOr<scanner::v1::PolicyResponse>>;
+static_assert(LocalPolicyClient::kLoopBatch <= policy::PolicyStore::kMaxInsertBatch);
 
 // The loop side of LocalPolicyClient::NewLoopDecider. Its state lives in a
 // shared_ptr the handlers hold, so none outlives what it touches. A statement's

@@ -426,12 +426,18 @@ absl::StatusOr<bool> PolicyStore::RecordIfNew(const Triplet& t, const GreylistPa
 
 void PolicyStore::InsertBatch(const std::vector<PendingInsert*>& batch) {
   // Each triplet once: a second caller with the same one finds its record (the
-  // query after RecordIfNew) and is deferred like the first.
-  absl::flat_hash_map<std::string, const NewTriplet*> first;
+  // query after RecordIfNew) and is deferred like the first. row_of: each caller's
+  // row, or rows.size() for a repeat.
+  absl::flat_hash_map<std::string, size_t> first;
   std::vector<const NewTriplet*> rows;
+  std::vector<size_t> row_of;
+  row_of.reserve(batch.size());
   for (PendingInsert* b : batch) {
-    if (first.emplace(TripletKey(b->triplet.triplet), &b->triplet).second) {
+    if (first.emplace(TripletKey(b->triplet.triplet), rows.size()).second) {
+      row_of.push_back(rows.size());
       rows.push_back(&b->triplet);
+    } else {
+      row_of.push_back(batch.size());
     }
   }
   absl::StatusOr<sql::Rows> done = db_->Query(InsertStatement(rows.size()), InsertParams(rows));
@@ -440,34 +446,40 @@ void PolicyStore::InsertBatch(const std::vector<PendingInsert*>& batch) {
     return;
   }
   std::vector<bool> recorded = Recorded(rows, *done);
-  absl::flat_hash_map<const NewTriplet*, bool> by_row;
-  for (size_t i = 0; i < rows.size(); ++i) by_row[rows[i]] = recorded[i];
-  for (PendingInsert* b : batch) {
-    auto row = by_row.find(&b->triplet);
-    b->inserted = row != by_row.end() && row->second;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    batch[i]->inserted = row_of[i] < rows.size() && recorded[row_of[i]];
   }
 }
 
-std::string PolicyStore::InsertStatement(size_t rows) {
-  // The client network may not be auto-whitelisted (column5: auto_whitelist,
-  // column6: max_age, column7: the oldest last_seen that counts).
-  std::string statement =
-      "INSERT INTO greylist (client_net, sender, recipient, first_seen, last_seen, passed_at)"
-      " SELECT v.column1, v.column2, v.column3, v.column4, v.column4, NULL FROM (VALUES ";
-  for (size_t i = 0; i < rows; ++i) {
-    const size_t n = i * 7;
-    absl::StrAppend(&statement, i == 0 ? "" : ", ", "(CAST($", n + 1, " AS TEXT), CAST($",
-                    n + 2, " AS TEXT), CAST($", n + 3, " AS TEXT), CAST($", n + 4,
-                    " AS BIGINT), CAST($", n + 5, " AS BIGINT), CAST($", n + 6,
-                    " AS BIGINT), CAST($", n + 7, " AS BIGINT))");
-  }
-  absl::StrAppend(
-      &statement,
-      ") AS v WHERE NOT EXISTS (SELECT 1 FROM greylist_clients c WHERE c.client_net = v.column1"
-      " AND v.column5 > 0 AND c.passes >= v.column5 AND (v.column6 = 0 OR c.last_seen >= "
-      "v.column7)) ON CONFLICT (client_net, sender, recipient) DO NOTHING"
-      " RETURNING client_net, sender, recipient");
-  return statement;
+const std::string& PolicyStore::InsertStatement(size_t rows) {
+  // Built once for each row count (the statement is sent for every new triplet).
+  static const auto* statements = [] {
+    auto* all = new std::vector<std::string>(kMaxInsertBatch + 1);
+    for (size_t rows = 1; rows <= kMaxInsertBatch; ++rows) {
+      // The client network may not be auto-whitelisted (column5: auto_whitelist,
+      // column6: max_age, column7: the oldest last_seen that counts).
+      std::string& statement = (*all)[rows];
+      statement =
+          "INSERT INTO greylist (client_net, sender, recipient, first_seen, last_seen, "
+          "passed_at) SELECT v.column1, v.column2, v.column3, v.column4, v.column4, NULL "
+          "FROM (VALUES ";
+      for (size_t i = 0; i < rows; ++i) {
+        const size_t n = i * 7;
+        absl::StrAppend(&statement, i == 0 ? "" : ", ", "(CAST($", n + 1, " AS TEXT), CAST($",
+                        n + 2, " AS TEXT), CAST($", n + 3, " AS TEXT), CAST($", n + 4,
+                        " AS BIGINT), CAST($", n + 5, " AS BIGINT), CAST($", n + 6,
+                        " AS BIGINT), CAST($", n + 7, " AS BIGINT))");
+      }
+      absl::StrAppend(&statement,
+                      ") AS v WHERE NOT EXISTS (SELECT 1 FROM greylist_clients c WHERE "
+                      "c.client_net = v.column1 AND v.column5 > 0 AND c.passes >= v.column5 "
+                      "AND (v.column6 = 0 OR c.last_seen >= v.column7)) ON CONFLICT "
+                      "(client_net, sender, recipient) DO NOTHING"
+                      " RETURNING client_net, sender, recipient");
+    }
+    return all;
+  }();
+  return statements->at(rows);
 }
 
 sql::Params PolicyStore::InsertParams(const std::vector<const NewTriplet*>& triplets) {

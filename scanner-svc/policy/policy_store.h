@@ -227,8 +227,9 @@ class PolicyStore {
 
   // The statement that records `rows` never-seen triplets at once (each unless it
   // has a record or its client network is auto-whitelisted), returning those it
-  // recorded; and its parameters for `triplets` (each once; at most kMaxInsertBatch).
-  static std::string InsertStatement(size_t rows);
+  // recorded (1 to kMaxInsertBatch rows); and its parameters for `triplets` (each
+  // once).
+  static const std::string& InsertStatement(size_t rows);
   static sql::Params InsertParams(const std::vector<const NewTriplet*>& triplets);
   // Takes the result of that statement: remembers the triplets it recorded as
   // deferred and counts the statement. For each triplet, whether it was recorded.
